@@ -1,0 +1,591 @@
+"""Proximal Policy Optimization (PPO) for vector observations, discrete or continuous actions.
+
+PPO (Schulman et al. 2017, https://arxiv.org/abs/1707.06347) is an on-policy actor-critic method. The
+actor is a policy pi(a|s) (a categorical over discrete actions, or a Gaussian with mean mu(s) and a
+state-independent std sigma for continuous ones); the critic is a value function V(s). Each iteration:
+
+  1. Roll out the current policy for `num_steps` steps in each of `num_envs` vectorized envs and store
+     observations, actions, their log-probabilities, values and rewards.
+  2. Estimate advantages with Generalized Advantage Estimation (Schulman et al. 2016,
+     https://arxiv.org/abs/1506.02438, eq. 16): A_t = sum_l (gamma*lambda)^l delta_{t+l}, with the TD error
+     delta_t = r_t + gamma * V(s_{t+1}) - V(s_t). Returns (the critic's targets) are A_t + V(s_t).
+  3. For `update_epochs` epochs, shuffle the rollout into `num_minibatches` minibatches and take a gradient
+     step on each with the loss  L = L_clip - c_ent * entropy + c_vf * L_value,  where the clipped
+     surrogate objective (PPO paper, eq. 7) is
+         L_clip = -E[min(rho_t * A_t, clip(rho_t, 1 - eps, 1 + eps) * A_t)],  rho_t = pi(a_t|s_t) / pi_old(a_t|s_t),
+     so the new policy gains nothing by moving the probability ratio rho_t outside [1 - eps, 1 + eps].
+  4. Repeat until `total_timesteps` env steps have been collected.
+
+The implementation details follow Huang et al., "The 37 Implementation Details of Proximal Policy
+Optimization" (ICLR blog track 2022), i.e. CleanRL's ppo.py and ppo_continuous_action.py: orthogonal init,
+Adam eps 1e-5, learning-rate annealing, advantage normalization, a clipped value loss, global gradient-norm
+clipping, and, for continuous control, observation normalization and reward scaling (Engstrom et al. 2020,
+https://arxiv.org/abs/2005.12729). Hyperparameters left unset on the command line come from a preset for
+the env's action space (see PRESETS): CleanRL's settings for classic control or for MuJoCo.
+
+Episode ends on gymnasium 1.x: an episode that *terminated* (the pole fell) has no future, so its last
+step does not bootstrap; an episode that was *truncated* by a time limit would have gone on, so its last
+step bootstraps from V(final observation). The vector envs reset a finished env within the same step
+(autoreset mode SAME_STEP) and hand over the real final observation in `infos["final_obs"]`; the step's
+`next_obs` is already the next episode's first observation, and no transition crosses that boundary.
+
+Usage:
+    python ppo.py                                   # CartPole-v1, discrete preset: solves it
+    python ppo.py --env-id Hopper-v4                # MuJoCo, continuous preset
+    python ppo.py --env-id Hopper-v4 --save-model --capture-video --track
+    python ppo.py --eval-checkpoint runs/RUN/ppo.pt --capture-video   # act (and film) with a checkpoint
+    python ppo.py --help                            # every flag
+"""
+
+import os
+import random
+import sys
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, replace
+from typing import Optional
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn as nn
+import tyro
+from torch.distributions import Categorical, Normal
+
+
+@dataclass
+class Args:
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment (part of the run name)"""
+    seed: int = 1
+    """seed of the experiment (torch, numpy, random and the envs)"""
+    torch_deterministic: bool = True
+    """if toggled, `torch.backends.cudnn.deterministic=True`"""
+    cuda: bool = True
+    """if toggled, cuda is used when available"""
+    torch_threads: int = 1
+    """CPU threads for torch: small MLPs run fastest on one (more threads only add overhead)"""
+    track: bool = False
+    """if toggled, the run is tracked with Weights & Biases (WANDB_MODE=offline works without network)"""
+    wandb_project_name: str = "single-file-rl"
+    """the Weights & Biases project name"""
+    wandb_entity: Optional[str] = None
+    """the Weights & Biases entity (team)"""
+    capture_video: bool = False
+    """if toggled, record videos of env 0 under `videos/{run_name}`"""
+    save_model: bool = False
+    """if toggled, save a checkpoint to `runs/{run_name}/{exp_name}.pt` and evaluate it after training"""
+    eval_episodes: int = 10
+    """episodes of the deterministic policy when evaluating a checkpoint"""
+    eval_checkpoint: Optional[str] = None
+    """path of a checkpoint to evaluate (and film, with --capture-video) instead of training"""
+
+    # Algorithm arguments. `None` means: take the value from PRESETS for the env's action space.
+    env_id: str = "CartPole-v1"
+    """the id of the environment"""
+    total_timesteps: Optional[int] = None
+    """total env steps of the experiment, summed over envs (preset: 500k discrete, 1M continuous)"""
+    learning_rate: Optional[float] = None
+    """the learning rate of the optimizer (preset: 2.5e-4 discrete, 3e-4 continuous)"""
+    num_envs: Optional[int] = None
+    """the number of parallel game environments (preset: 4 discrete, 1 continuous)"""
+    num_steps: Optional[int] = None
+    """the number of steps to run in each environment per policy rollout (preset: 128 / 2048)"""
+    anneal_lr: bool = True
+    """toggle learning rate annealing (linearly to 0 over training)"""
+    gamma: float = 0.99
+    """the discount factor gamma"""
+    gae_lambda: float = 0.95
+    """the lambda for the general advantage estimation"""
+    num_minibatches: Optional[int] = None
+    """the number of mini-batches per epoch; must divide num_envs * num_steps (preset: 4 / 32)"""
+    update_epochs: Optional[int] = None
+    """the K epochs to update the policy (preset: 4 / 10)"""
+    norm_adv: bool = True
+    """toggles advantages normalization (per minibatch)"""
+    clip_coef: float = 0.2
+    """the surrogate clipping coefficient epsilon"""
+    clip_vloss: bool = True
+    """toggles whether or not to use a clipped loss for the value function, as per the paper"""
+    ent_coef: Optional[float] = None
+    """coefficient of the entropy bonus (preset: 0.01 discrete, 0.0 continuous)"""
+    vf_coef: float = 0.5
+    """coefficient of the value function loss"""
+    max_grad_norm: float = 0.5
+    """the maximum norm for the global gradient clipping"""
+    target_kl: Optional[float] = None
+    """stop an update's epochs early once the approximate KL exceeds this (off by default)"""
+    norm_obs: Optional[bool] = None
+    """normalize observations by a running mean and std (preset: off discrete, on continuous)"""
+    norm_reward: Optional[bool] = None
+    """scale rewards by the running std of the discounted return (preset: off discrete, on continuous)"""
+    obs_clip: float = 10.0
+    """normalized observations are clipped to [-obs_clip, obs_clip]"""
+    reward_clip: float = 10.0
+    """scaled rewards are clipped to [-reward_clip, reward_clip]"""
+
+
+PRESETS = {
+    # CleanRL's ppo.py defaults, which solve CartPole-v1 and the other classic-control tasks.
+    "discrete": dict(total_timesteps=500_000, learning_rate=2.5e-4, num_envs=4, num_steps=128, num_minibatches=4,
+                     update_epochs=4, ent_coef=0.01, norm_obs=False, norm_reward=False),
+    # CleanRL's ppo_continuous_action.py defaults: the PPO paper's MuJoCo settings.
+    "continuous": dict(total_timesteps=1_000_000, learning_rate=3e-4, num_envs=1, num_steps=2048, num_minibatches=32,
+                       update_epochs=10, ent_coef=0.0, norm_obs=True, norm_reward=True),
+}
+
+
+def resolve_presets(args: Args, continuous: bool) -> Args:
+    """Fill every field left as None with the preset for the action space."""
+    preset = PRESETS["continuous" if continuous else "discrete"]
+    return replace(args, **{k: v for k, v in preset.items() if getattr(args, k) is None})
+
+
+def check_spaces(obs_space: gym.Space, act_space: gym.Space) -> Optional[str]:
+    """Why ppo.py cannot run on these spaces, or None if it can."""
+    if isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) >= 2:
+        return f"image observations {obs_space.shape} need a convolutional network: use ppo_atari.py"
+    if not isinstance(obs_space, gym.spaces.Box):
+        return f"ppo.py needs a flat Box observation space, got {obs_space}"
+    if isinstance(act_space, gym.spaces.Discrete):
+        return None
+    if isinstance(act_space, gym.spaces.Box) and len(act_space.shape) == 1:
+        return None
+    return f"ppo.py handles Discrete and 1-D Box action spaces, got {act_space}"
+
+
+def check_sizes(args: Args) -> Optional[str]:
+    """Why these (preset-resolved) sizes cannot work, or None if they can."""
+    for name in ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs",
+                 "eval_episodes", "torch_threads"):
+        if getattr(args, name) <= 0:
+            return f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}"
+    if args.learning_rate <= 0:
+        return f"--learning-rate must be positive, got {args.learning_rate}"
+    batch_size = args.num_envs * args.num_steps
+    if batch_size % args.num_minibatches:
+        return (f"--num-minibatches {args.num_minibatches} does not divide the batch of "
+                f"num_envs * num_steps = {batch_size} transitions")
+    if args.total_timesteps < batch_size:
+        return f"--total-timesteps {args.total_timesteps} is smaller than one rollout of {batch_size} steps"
+    return None
+
+
+def make_env(env_id: str, idx: int, capture_video: bool, run_name: str):
+    def thunk():
+        if capture_video and idx == 0:
+            env = gym.make(env_id, render_mode="rgb_array")
+            env = gym.wrappers.RecordVideo(env, f"videos/{run_name}", disable_logger=True)
+        else:
+            env = gym.make(env_id)
+        return env
+
+    return thunk
+
+
+def action_to_env(space: gym.Space):
+    """Return the map from policy actions to env actions.
+
+    The Gaussian policy acts in a normalized space where [-1, 1] spans the env's bounds: the same
+    initial std then explores every Box alike, whatever its scale. Actions are clipped and rescaled only
+    on their way to the env; training keeps the sampled action, whose log-probability the policy knows.
+    Unbounded dimensions pass through unchanged; discrete actions need no map.
+    """
+    if isinstance(space, gym.spaces.Discrete):
+        return lambda action: action
+    finite = np.isfinite(space.low) & np.isfinite(space.high)
+    center = np.where(finite, (space.high.astype(np.float64) + space.low) / 2, 0.0)
+    half_range = np.where(finite, (space.high.astype(np.float64) - space.low) / 2, 1.0)
+    limit = np.where(finite, 1.0, np.inf)
+    return lambda action: center + half_range * np.clip(action, -limit, limit)
+
+
+class RunningMeanStd:
+    """Running mean and variance of a stream of batches (Chan et al.'s parallel update, as in SB3)."""
+
+    def __init__(self, shape=()):
+        self.mean = np.zeros(shape, np.float64)
+        self.var = np.ones(shape, np.float64)
+        self.count = 1e-4
+
+    def update(self, x: np.ndarray):
+        batch_mean, batch_var, batch_count = x.mean(0), x.var(0), x.shape[0]
+        delta = batch_mean - self.mean
+        total = self.count + batch_count
+        self.mean = self.mean + delta * batch_count / total
+        m2 = self.var * self.count + batch_var * batch_count + delta**2 * self.count * batch_count / total
+        self.var = m2 / total
+        self.count = total
+
+
+class ObsNormalizer:
+    """(obs - running mean) / running std, clipped. Its statistics are part of the agent: a checkpoint
+    without them would feed the network inputs on a different scale than it was trained on."""
+
+    def __init__(self, shape, clip: float, enabled: bool):
+        self.rms, self.clip, self.enabled = RunningMeanStd(shape), clip, enabled
+
+    def __call__(self, obs: np.ndarray, update: bool = True) -> np.ndarray:
+        if not self.enabled:
+            return obs
+        if update:
+            self.rms.update(obs)
+        return np.clip((obs - self.rms.mean) / np.sqrt(self.rms.var + 1e-8), -self.clip, self.clip)
+
+    def state_dict(self) -> dict:
+        return {"mean": torch.from_numpy(self.rms.mean), "var": torch.from_numpy(self.rms.var),
+                "count": torch.tensor(self.rms.count, dtype=torch.float64)}
+
+    def load_state_dict(self, state: dict):
+        self.rms.mean, self.rms.var = state["mean"].numpy(), state["var"].numpy()
+        self.rms.count = state["count"].item()
+
+
+class RewardScaler:
+    """Divide rewards by the running std of the discounted return (not of the reward itself), then clip.
+    This keeps the critic's targets near unit scale whatever the env's reward scale (Engstrom et al. 2020)."""
+
+    def __init__(self, num_envs: int, gamma: float, clip: float, enabled: bool):
+        self.returns, self.rms = np.zeros(num_envs), RunningMeanStd()
+        self.gamma, self.clip, self.enabled = gamma, clip, enabled
+
+    def __call__(self, reward: np.ndarray, done: np.ndarray) -> np.ndarray:
+        if not self.enabled:
+            return reward
+        self.returns = self.returns * self.gamma + reward
+        self.rms.update(self.returns)
+        self.returns[done] = 0.0
+        return np.clip(reward / np.sqrt(self.rms.var + 1e-8), -self.clip, self.clip)
+
+
+def layer_init(layer: nn.Linear, std: float = np.sqrt(2), bias_const: float = 0.0) -> nn.Linear:
+    """Orthogonal weights with gain `std`, zero bias: the init of the original PPO code."""
+    torch.nn.init.orthogonal_(layer.weight, std)
+    torch.nn.init.constant_(layer.bias, bias_const)
+    return layer
+
+
+class Agent(nn.Module):
+    """Separate actor and critic MLPs (64-64, tanh). The small final-layer gains make the initial policy
+    near-uniform (actor, 0.01) and the initial values near zero (critic, 1.0)."""
+
+    def __init__(self, obs_dim: int, action_space: gym.Space):
+        super().__init__()
+        self.continuous = isinstance(action_space, gym.spaces.Box)
+        act_dim = action_space.shape[0] if self.continuous else int(action_space.n)
+        self.critic = nn.Sequential(
+            layer_init(nn.Linear(obs_dim, 64)), nn.Tanh(),
+            layer_init(nn.Linear(64, 64)), nn.Tanh(),
+            layer_init(nn.Linear(64, 1), std=1.0),
+        )
+        self.actor = nn.Sequential(
+            layer_init(nn.Linear(obs_dim, 64)), nn.Tanh(),
+            layer_init(nn.Linear(64, 64)), nn.Tanh(),
+            layer_init(nn.Linear(64, act_dim), std=0.01),
+        )
+        if self.continuous:
+            # State-independent log-std: sigma is learned, but does not depend on s.
+            self.actor_logstd = nn.Parameter(torch.zeros(1, act_dim))
+
+    def get_value(self, x: torch.Tensor) -> torch.Tensor:
+        return self.critic(x).squeeze(-1)
+
+    def distribution(self, x: torch.Tensor):
+        out = self.actor(x)
+        if self.continuous:
+            return Normal(out, self.actor_logstd.expand_as(out).exp())
+        return Categorical(logits=out)
+
+    def get_action_and_value(self, x: torch.Tensor, action: Optional[torch.Tensor] = None):
+        dist = self.distribution(x)
+        if action is None:
+            action = dist.sample()
+        logprob, entropy = dist.log_prob(action), dist.entropy()
+        if self.continuous:  # independent dimensions: the joint log-prob and entropy are sums
+            logprob, entropy = logprob.sum(-1), entropy.sum(-1)
+        return action, logprob, entropy, self.get_value(x)
+
+    def act_deterministic(self, x: torch.Tensor) -> torch.Tensor:
+        """The mean action (continuous) or the most probable one (discrete), for evaluation."""
+        out = self.actor(x)
+        return out if self.continuous else out.argmax(-1)
+
+
+def compute_gae(rewards, values, next_values, terminations, dones, gamma: float, gae_lambda: float):
+    """Generalized Advantage Estimation over a rollout; every argument is a (num_steps, num_envs) tensor.
+
+    next_values[t] is V of the observation step t really led to: for an episode that ended at t, its
+    final observation, not the next episode's first. terminations[t] (1.0 if the episode terminated at
+    t) removes the bootstrap term, since a terminal state has no future; a time-limit truncation keeps it.
+    dones[t] (terminated or truncated) stops the sum so that no TD error leaks across episodes:
+        delta_t = r_t + gamma * (1 - terminated_t) * V(s_{t+1}) - V(s_t)
+        A_t     = delta_t + gamma * lambda * (1 - done_t) * A_{t+1}
+    Returns (advantages, returns = advantages + values), the returns being the critic's targets.
+    """
+    advantages = torch.zeros_like(rewards)
+    last_gae = torch.zeros_like(rewards[0])
+    for t in reversed(range(rewards.shape[0])):
+        delta = rewards[t] + gamma * (1.0 - terminations[t]) * next_values[t] - values[t]
+        last_gae = delta + gamma * gae_lambda * (1.0 - dones[t]) * last_gae
+        advantages[t] = last_gae
+    return advantages, advantages + values
+
+
+def clipped_policy_loss(new_logprob, old_logprob, advantages, clip_coef: float) -> torch.Tensor:
+    """The negated clipped surrogate objective (PPO paper, eq. 7), to be minimized."""
+    ratio = (new_logprob - old_logprob).exp()
+    unclipped = ratio * advantages
+    clipped = ratio.clamp(1.0 - clip_coef, 1.0 + clip_coef) * advantages
+    return -torch.min(unclipped, clipped).mean()
+
+
+def value_loss(new_values, old_values, returns, clip_coef: float, clip: bool) -> torch.Tensor:
+    """0.5 * squared error to the returns. Clipped (as in the original PPO code): the pessimistic max of the
+    errors of the new value and of the value kept within clip_coef of the rollout's value."""
+    unclipped = (new_values - returns) ** 2
+    if not clip:
+        return 0.5 * unclipped.mean()
+    clipped_values = old_values + (new_values - old_values).clamp(-clip_coef, clip_coef)
+    return 0.5 * torch.max(unclipped, (clipped_values - returns) ** 2).mean()
+
+
+def explained_variance(predictions: np.ndarray, targets: np.ndarray) -> float:
+    """1 - Var[targets - predictions] / Var[targets]: 1 is a perfect critic, 0 no better than a constant."""
+    var = np.var(targets)
+    return float("nan") if var == 0 else float(1 - np.var(targets - predictions) / var)
+
+
+def load_checkpoint(path: str, device: torch.device):
+    """Rebuild (agent, obs normalizer, saved args dict) from a checkpoint written by --save-model.
+    weights_only=True: loading someone else's file cannot run their code."""
+    ckpt = torch.load(path, map_location=device, weights_only=True)
+    saved = ckpt["args"]
+    env = gym.make(saved["env_id"])
+    agent = Agent(env.observation_space.shape[0], env.action_space).to(device)
+    agent.load_state_dict(ckpt["model"])
+    obs_norm = ObsNormalizer(env.observation_space.shape, saved["obs_clip"], saved["norm_obs"])
+    obs_norm.load_state_dict(ckpt["obs_rms"])
+    env.close()
+    return agent, obs_norm, saved
+
+
+def evaluate(path: str, eval_episodes: int, run_name: str, capture_video: bool, device: torch.device, seed: int):
+    """Episodic returns of the checkpoint's deterministic policy, statistics frozen."""
+    agent, obs_norm, saved = load_checkpoint(path, device)
+    env = make_env(saved["env_id"], 0, capture_video, run_name)()
+    to_env = action_to_env(env.action_space)
+    returns = []
+    obs, _ = env.reset(seed=seed)
+    episode_return = 0.0
+    while len(returns) < eval_episodes:
+        with torch.no_grad():
+            x = torch.as_tensor(obs_norm(obs[None], update=False), dtype=torch.float32, device=device)
+            action = agent.act_deterministic(x)[0].cpu().numpy()
+        obs, reward, terminated, truncated, _ = env.step(to_env(action))
+        episode_return += float(reward)
+        if terminated or truncated:
+            returns.append(episode_return)
+            episode_return = 0.0
+            obs, _ = env.reset()
+    env.close()
+    return returns
+
+
+def fail(message: str):
+    """A user's mistake: one line on stderr, exit status 2, nothing written."""
+    print(f"ppo.py: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+if __name__ == "__main__":
+    args = tyro.cli(Args)
+    torch.set_num_threads(max(args.torch_threads, 1))
+    # Argument validation of torch.distributions costs more than the math for tiny batches.
+    torch.distributions.Distribution.set_default_validate_args(False)
+    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+    if args.capture_video and not os.environ.get("DISPLAY"):
+        os.environ.setdefault("MUJOCO_GL", "egl")  # MuJoCo's offscreen GL backend when there is no display
+
+    if args.eval_checkpoint is not None:
+        if not os.path.isfile(args.eval_checkpoint):
+            fail(f"no checkpoint at {args.eval_checkpoint}")
+        if args.eval_episodes <= 0:
+            fail(f"--eval-episodes must be positive, got {args.eval_episodes}")
+        run_name = f"{os.path.basename(args.eval_checkpoint)[: -len('.pt')]}-eval__{int(time.time())}"
+        returns = evaluate(args.eval_checkpoint, args.eval_episodes, run_name, args.capture_video, device, args.seed)
+        print(f"eval: mean return {np.mean(returns):.2f} +- {np.std(returns):.2f} over {len(returns)} episodes")
+        sys.exit(0)
+
+    # Validate everything before the first file is written.
+    try:
+        probe = gym.make(args.env_id)
+    except (gym.error.Error, ModuleNotFoundError, ImportError) as e:
+        fail(f"cannot make env {args.env_id!r}: {e}")
+    problem = check_spaces(probe.observation_space, probe.action_space)
+    if problem:
+        fail(problem)
+    continuous = isinstance(probe.action_space, gym.spaces.Box)
+    probe.close()
+    args = resolve_presets(args, continuous)
+    problem = check_sizes(args)
+    if problem:
+        fail(problem)
+    batch_size = args.num_envs * args.num_steps
+    minibatch_size = batch_size // args.num_minibatches
+    num_iterations = args.total_timesteps // batch_size
+
+    run_name = f"{args.env_id.replace('/', '-').replace(':', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    if args.track:
+        import wandb
+
+        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, sync_tensorboard=True,
+                   config=vars(args), name=run_name, save_code=True)
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(f"runs/{run_name}")
+    writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in vars(args).items()))
+
+    # Seeding: same seed, same numbers on the CPU.
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+
+    # Env setup. SAME_STEP autoreset: a finished env is reset inside the step that ended it, and its real
+    # final observation comes back in infos["final_obs"] (see the module docstring).
+    envs = gym.vector.SyncVectorEnv(
+        [make_env(args.env_id, i, args.capture_video, run_name) for i in range(args.num_envs)],
+        autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
+    )
+    envs = gym.wrappers.vector.RecordEpisodeStatistics(envs)  # the env's own, unscaled returns
+    envs.action_space.seed(args.seed)
+    obs_shape, action_shape = envs.single_observation_space.shape, envs.single_action_space.shape
+    to_env = action_to_env(envs.single_action_space)
+    obs_norm = ObsNormalizer(obs_shape, args.obs_clip, args.norm_obs)
+    reward_scaler = RewardScaler(args.num_envs, args.gamma, args.reward_clip, args.norm_reward)
+
+    agent = Agent(obs_shape[0], envs.single_action_space).to(device)
+    optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5)
+
+    # Rollout storage, allocated once.
+    obs = torch.zeros((args.num_steps, args.num_envs) + obs_shape, device=device)
+    actions = torch.zeros((args.num_steps, args.num_envs) + action_shape, device=device)
+    logprobs = torch.zeros((args.num_steps, args.num_envs), device=device)
+    rewards = torch.zeros_like(logprobs)
+    values = torch.zeros_like(logprobs)
+    final_values = torch.zeros_like(logprobs)  # V(final obs) where an episode was truncated
+    terminations = torch.zeros_like(logprobs)
+    dones = torch.zeros_like(logprobs)
+
+    global_step = 0
+    start_time = time.time()
+    recent_returns = deque(maxlen=10)
+    print_every = max(1, num_iterations // 50)
+    next_obs, _ = envs.reset(seed=args.seed)
+    next_obs = torch.as_tensor(obs_norm(next_obs), dtype=torch.float32, device=device)
+
+    for iteration in range(1, num_iterations + 1):
+        if args.anneal_lr:
+            optimizer.param_groups[0]["lr"] = (1.0 - (iteration - 1.0) / num_iterations) * args.learning_rate
+
+        # 1. Roll out the current policy.
+        for step in range(args.num_steps):
+            global_step += args.num_envs
+            obs[step] = next_obs
+            with torch.no_grad():
+                action, logprob, _, value = agent.get_action_and_value(next_obs)
+            actions[step], logprobs[step], values[step] = action, logprob, value
+
+            raw_obs, reward, terminated, truncated, infos = envs.step(to_env(action.cpu().numpy()))
+            done = terminated | truncated
+            next_obs = torch.as_tensor(obs_norm(raw_obs), dtype=torch.float32, device=device)
+            rewards[step] = torch.as_tensor(reward_scaler(reward, done), device=device)
+            terminations[step] = torch.as_tensor(terminated, device=device)
+            dones[step] = torch.as_tensor(done, device=device)
+            if truncated.any():
+                # The episode was cut, not finished: bootstrap from its real final observation (normalized
+                # with the current statistics, which it must not update: it is not a state the agent acts in).
+                final_obs = obs_norm(np.stack(infos["final_obs"][truncated]), update=False)
+                with torch.no_grad():
+                    final_values[step, torch.as_tensor(truncated, device=device)] = agent.get_value(
+                        torch.as_tensor(final_obs, dtype=torch.float32, device=device))
+
+            if "episode" in infos:
+                for i in np.flatnonzero(infos["_episode"]):
+                    episodic_return = float(infos["episode"]["r"][i])
+                    recent_returns.append(episodic_return)
+                    writer.add_scalar("charts/episodic_return", episodic_return, global_step)
+                    writer.add_scalar("charts/episodic_length", int(infos["episode"]["l"][i]), global_step)
+
+        # 2. Advantages. After an episode's end the next value is V(final obs) (0 if it terminated:
+        # compute_gae masks it); otherwise it is the value of the next stored observation.
+        with torch.no_grad():
+            next_values = torch.cat([values[1:], agent.get_value(next_obs)[None]])
+        next_values = torch.where(dones.bool(), final_values, next_values)
+        advantages, returns = compute_gae(rewards, values, next_values, terminations, dones,
+                                          args.gamma, args.gae_lambda)
+        final_values.zero_()
+
+        # 3. Optimize the policy and value network on shuffled minibatches.
+        b_obs = obs.reshape((-1,) + obs_shape)
+        b_actions = actions.reshape((-1,) + action_shape)
+        b_logprobs, b_advantages = logprobs.reshape(-1), advantages.reshape(-1)
+        b_returns, b_values = returns.reshape(-1), values.reshape(-1)
+        clipfracs = []
+        for epoch in range(args.update_epochs):
+            b_inds = torch.randperm(batch_size, device=device)
+            for start in range(0, batch_size, minibatch_size):
+                mb = b_inds[start : start + minibatch_size]
+                _, new_logprob, entropy, new_value = agent.get_action_and_value(b_obs[mb], b_actions[mb])
+                logratio = new_logprob - b_logprobs[mb]
+                with torch.no_grad():
+                    # KL(old || new) estimators, http://joschu.net/blog/kl-approx.html
+                    old_approx_kl = (-logratio).mean()
+                    approx_kl = ((logratio.exp() - 1) - logratio).mean()
+                    clipfracs.append(((logratio.exp() - 1.0).abs() > args.clip_coef).float().mean())
+
+                mb_advantages = b_advantages[mb]
+                if args.norm_adv:
+                    mb_advantages = (mb_advantages - mb_advantages.mean()) / (mb_advantages.std() + 1e-8)
+                pg_loss = clipped_policy_loss(new_logprob, b_logprobs[mb], mb_advantages, args.clip_coef)
+                v_loss = value_loss(new_value, b_values[mb], b_returns[mb], args.clip_coef, args.clip_vloss)
+                entropy_loss = entropy.mean()
+                loss = pg_loss - args.ent_coef * entropy_loss + args.vf_coef * v_loss
+
+                optimizer.zero_grad()
+                loss.backward()
+                nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm)
+                optimizer.step()
+
+            if args.target_kl is not None and approx_kl > args.target_kl:
+                break
+
+        sps = int(global_step / (time.time() - start_time))
+        writer.add_scalar("charts/learning_rate", optimizer.param_groups[0]["lr"], global_step)
+        writer.add_scalar("losses/value_loss", v_loss.item(), global_step)
+        writer.add_scalar("losses/policy_loss", pg_loss.item(), global_step)
+        writer.add_scalar("losses/entropy", entropy_loss.item(), global_step)
+        writer.add_scalar("losses/old_approx_kl", old_approx_kl.item(), global_step)
+        writer.add_scalar("losses/approx_kl", approx_kl.item(), global_step)
+        writer.add_scalar("losses/clipfrac", torch.stack(clipfracs).mean().item(), global_step)
+        writer.add_scalar("losses/explained_variance",
+                          explained_variance(b_values.cpu().numpy(), b_returns.cpu().numpy()), global_step)
+        writer.add_scalar("charts/SPS", sps, global_step)
+        if iteration % print_every == 0 or iteration == num_iterations:
+            mean_return = f"{np.mean(recent_returns):.1f}" if recent_returns else "n/a"
+            print(f"step {global_step}/{args.total_timesteps} | SPS {sps} | return {mean_return} (last 10 episodes)"
+                  f" | {time.time() - start_time:.0f}s", flush=True)
+
+    envs.close()
+    if args.save_model:
+        model_path = f"runs/{run_name}/{args.exp_name}.pt"
+        torch.save({"model": agent.state_dict(), "obs_rms": obs_norm.state_dict(), "args": asdict(args)}, model_path)
+        print(f"model saved to {model_path}")
+        episodic_returns = evaluate(model_path, args.eval_episodes, f"{run_name}-eval", args.capture_video,
+                                    device, args.seed)
+        for idx, episodic_return in enumerate(episodic_returns):
+            writer.add_scalar("eval/episodic_return", episodic_return, idx)
+        print(f"eval: mean return {np.mean(episodic_returns):.2f} over {len(episodic_returns)} episodes")
+    writer.close()
+    if args.track:
+        wandb.finish()
