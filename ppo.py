@@ -194,8 +194,8 @@ def action_to_env(space: gym.Space):
     if isinstance(space, gym.spaces.Discrete):
         return lambda action: action
     finite = np.isfinite(space.low) & np.isfinite(space.high)
-    center = np.where(finite, (space.high.astype(np.float64) + space.low) / 2, 0.0)
-    half_range = np.where(finite, (space.high.astype(np.float64) - space.low) / 2, 1.0)
+    low, high = np.where(finite, space.low, -1.0), np.where(finite, space.high, 1.0)  # unbounded: identity
+    center, half_range = (high + low) / 2.0, (high - low) / 2.0
     limit = np.where(finite, 1.0, np.inf)
     return lambda action: center + half_range * np.clip(action, -limit, limit)
 

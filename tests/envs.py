@@ -1,0 +1,46 @@
+"""Tiny envs for the tests, made by id from a script's --env-id as "tests.envs:NAME-v0" (gymnasium imports
+this module, which registers them)."""
+
+import gymnasium as gym
+import numpy as np
+
+
+class ConstantRewardEnv(gym.Env):
+    """Pays 1 per step whatever the action, never terminates, and always shows the same observation.
+
+    With the time limit of its registration every episode ends by truncation. A learner that bootstraps
+    truncated episodes values the (only) state at 1 / (1 - gamma); one that takes truncation for
+    termination learns at most the truncated sum (1 - gamma**limit) / (1 - gamma).
+    """
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.zeros(1, np.float32), {}
+
+    def step(self, action):
+        return np.zeros(1, np.float32), 1.0, False, False, {}
+
+
+class ImageObsEnv(ConstantRewardEnv):
+    """Image observations, which the MLP scripts refuse."""
+
+    observation_space = gym.spaces.Box(0, 255, (84, 84, 3), np.uint8)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.zeros((84, 84, 3), np.uint8), {}
+
+
+class MultiDiscreteActionEnv(ConstantRewardEnv):
+    """An action space that ppo.py does not handle."""
+
+    action_space = gym.spaces.MultiDiscrete([2, 3])
+
+
+CONSTANT_REWARD_LIMIT = 10
+gym.register("ConstantReward-v0", entry_point=ConstantRewardEnv, max_episode_steps=CONSTANT_REWARD_LIMIT)
+gym.register("ImageObs-v0", entry_point=ImageObsEnv, max_episode_steps=10)
+gym.register("MultiDiscreteAction-v0", entry_point=MultiDiscreteActionEnv, max_episode_steps=10)

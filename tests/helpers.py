@@ -1,0 +1,48 @@
+"""What every script test needs: run a project script as a user would, and read what it logged."""
+
+import glob
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_script(script: str, *flags: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run `python SCRIPT FLAGS...` in `cwd` (so runs/, videos/ and wandb/ land there), offline and headless.
+    The repo root is on PYTHONPATH so that --env-id tests.envs:NAME-v0 resolves."""
+    env = dict(os.environ, PYTHONPATH=str(REPO), WANDB_MODE="offline", MUJOCO_GL="egl",
+               SDL_VIDEODRIVER="dummy", PYTHONWARNINGS="ignore::DeprecationWarning")
+    return subprocess.run([sys.executable, str(REPO / script), *flags], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def run_ok(script: str, *flags: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+    """run_script, failing the test with the script's own output if it did not exit 0."""
+    result = run_script(script, *flags, cwd=cwd, timeout=timeout)
+    assert result.returncode == 0, f"{script} {' '.join(flags)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result
+
+
+def run_dir(cwd: Path) -> Path:
+    """The single run folder a script wrote under cwd/runs."""
+    dirs = glob.glob(str(cwd / "runs" / "*"))
+    assert len(dirs) == 1, f"expected one run folder, found {dirs}"
+    return Path(dirs[0])
+
+
+def read_scalars(path: Path) -> dict:
+    """{tag: [(step, value), ...]} of every scalar in a run folder's TensorBoard events."""
+    acc = EventAccumulator(str(path), size_guidance={"scalars": 0})
+    acc.Reload()
+    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+def last_mean(scalars: dict, tag: str, n: int) -> float:
+    """Mean of the last n values logged under tag."""
+    values = [v for _, v in scalars[tag][-n:]]
+    assert len(values) == n, f"only {len(values)} values of {tag}"
+    return sum(values) / n
