@@ -38,11 +38,13 @@ Usage:
 """
 
 import os
+import pickle
 import random
 import sys
 import time
 from collections import deque
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Optional
 
 import gymnasium as gym
@@ -411,8 +413,12 @@ if __name__ == "__main__":
             fail(f"no checkpoint at {args.eval_checkpoint}")
         if args.eval_episodes <= 0:
             fail(f"--eval-episodes must be positive, got {args.eval_episodes}")
-        run_name = f"{os.path.basename(args.eval_checkpoint)[: -len('.pt')]}-eval__{int(time.time())}"
-        returns = evaluate(args.eval_checkpoint, args.eval_episodes, run_name, args.capture_video, device, args.seed)
+        run_name = f"{Path(args.eval_checkpoint).stem}-eval__{int(time.time())}"
+        try:
+            returns = evaluate(args.eval_checkpoint, args.eval_episodes, run_name, args.capture_video, device,
+                               args.seed)
+        except (pickle.UnpicklingError, RuntimeError, KeyError, EOFError) as e:
+            fail(f"cannot load checkpoint {args.eval_checkpoint}: {str(e).splitlines()[0]}")
         print(f"eval: mean return {np.mean(returns):.2f} +- {np.std(returns):.2f} over {len(returns)} episodes")
         sys.exit(0)
 
@@ -438,8 +444,11 @@ if __name__ == "__main__":
     if args.track:
         import wandb
 
-        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, sync_tensorboard=True,
-                   config=vars(args), name=run_name, save_code=True)
+        try:
+            wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, sync_tensorboard=True,
+                       config=vars(args), name=run_name, save_code=True, settings=wandb.Settings(init_timeout=60))
+        except Exception as e:  # no network or no login: say so instead of a traceback
+            fail(f"Weights & Biases did not start ({str(e).splitlines()[0]}); WANDB_MODE=offline logs locally")
     from torch.utils.tensorboard import SummaryWriter
 
     writer = SummaryWriter(f"runs/{run_name}")

@@ -171,7 +171,7 @@ def test_same_seed_gives_the_same_numbers(tmp_path, flags):
     assert len(logged[0]["losses/value_loss"]) >= 2
 
 
-@pytest.mark.parametrize("flags, message", [
+BAD_INPUTS = [
     (("--env-id", "NoSuchEnv-v0"), "NoSuchEnv"),
     (("--env-id", "tests.envs:ImageObs-v0"), "ppo_atari.py"),
     (("--env-id", "tests.envs:MultiDiscreteAction-v0"), "MultiDiscrete"),
@@ -182,7 +182,10 @@ def test_same_seed_gives_the_same_numbers(tmp_path, flags):
     (("--total-timesteps", "100"), "smaller than one rollout"),
     (("--learning-rate", "0"), "--learning-rate must be positive"),
     (("--eval-checkpoint", "missing.pt"), "no checkpoint"),
-], ids=lambda x: x if isinstance(x, str) else None)
+]
+
+
+@pytest.mark.parametrize("flags, message", BAD_INPUTS, ids=[message for _, message in BAD_INPUTS])
 def test_bad_input_gets_one_line_and_writes_nothing(tmp_path, flags, message):
     result = run_script("ppo.py", *flags, cwd=tmp_path)
     assert result.returncode == 2
@@ -190,3 +193,10 @@ def test_bad_input_gets_one_line_and_writes_nothing(tmp_path, flags, message):
     errors = [line for line in result.stderr.splitlines() if line.startswith("ppo.py: error:")]
     assert len(errors) == 1 and message in errors[0], result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_file_that_is_not_a_checkpoint_gets_one_line(tmp_path):
+    (tmp_path / "notes.pt").write_text("not a checkpoint")
+    result = run_script("ppo.py", "--eval-checkpoint", "notes.pt", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "ppo.py: error: cannot load checkpoint notes.pt" in result.stderr

@@ -1,0 +1,143 @@
+"""Steps per second of a project script beside stable-baselines3 on the same configuration, and beside the
+same envs stepped with random actions (the ceiling no learner passes), measured in one run.
+
+Every measurement is a fresh process; the three kinds alternate within each repeat so that a noisy
+machine slows them alike, and the table reports medians. stable-baselines3 is measured twice: as users
+run it (torch's default thread count) and with one torch thread, as the project's scripts run.
+
+    pip install -r benchmark/requirements.txt
+    python benchmark/throughput.py --config ppo-cartpole --repeats 5
+"""
+
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Optional
+
+import tyro
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+
+@dataclass(frozen=True)
+class Config:
+    script: str
+    env_id: str
+    num_envs: int
+    flags: tuple = ()
+    """the script's flags beyond --env-id and --total-timesteps"""
+    sb3: dict = field(default_factory=dict)
+    """keyword arguments of stable-baselines3's PPO that configure it the same way"""
+    sb3_normalize: bool = False
+    """wrap stable-baselines3's envs in VecNormalize (observation and reward), like ppo.py's continuous preset"""
+
+
+CONFIGS = {
+    # ppo.py's discrete preset: 4 envs x 128 steps, 4 epochs of 4 minibatches.
+    "ppo-cartpole": Config("ppo.py", "CartPole-v1", 4, (), dict(
+        n_steps=128, batch_size=128, n_epochs=4, learning_rate=2.5e-4, ent_coef=0.01)),
+    # ppo.py's continuous preset: 1 env x 2048 steps, 10 epochs of 32 minibatches, normalization on.
+    "ppo-hopper": Config("ppo.py", "Hopper-v4", 1, (), dict(
+        n_steps=2048, batch_size=64, n_epochs=10, learning_rate=3e-4, ent_coef=0.0), sb3_normalize=True),
+}
+
+
+@dataclass
+class Args:
+    config: Literal[tuple(CONFIGS)] = "ppo-cartpole"
+    """which configuration to measure"""
+    total_timesteps: int = 50_000
+    """env steps per measurement"""
+    repeats: int = 3
+    """measurements of each kind; the table shows medians"""
+    out: Optional[str] = None
+    """also write the measurements as JSON to this file"""
+    worker: Optional[Literal["ours", "sb3", "sb3-1thread", "random"]] = None
+    """internal: take one measurement of this kind in this process and print its SPS"""
+
+
+def measure_ours(config: Config, steps: int) -> float:
+    """The script's own final charts/SPS (its whole loop: acting, env steps, updates, logging)."""
+    from tests.helpers import read_scalars, run_dir, run_ok
+
+    with tempfile.TemporaryDirectory() as tmp:
+        run_ok(config.script, "--env-id", config.env_id, "--total-timesteps", str(steps), *config.flags, cwd=Path(tmp))
+        return read_scalars(run_dir(Path(tmp)))["charts/SPS"][-1][1]
+
+
+def measure_sb3(config: Config, steps: int, threads: Optional[int]) -> float:
+    """stable-baselines3's PPO with the same sizes, network (64-64 tanh, separate actor and critic) and envs."""
+    import torch
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    if threads:
+        torch.set_num_threads(threads)
+    envs = make_vec_env(config.env_id, n_envs=config.num_envs, seed=1)
+    if config.sb3_normalize:
+        envs = VecNormalize(envs, gamma=0.99)
+    model = PPO("MlpPolicy", envs, gamma=0.99, gae_lambda=0.95, clip_range=0.2, vf_coef=0.5, max_grad_norm=0.5,
+                policy_kwargs=dict(net_arch=dict(pi=[64, 64], vf=[64, 64])), device="cpu", seed=1, **config.sb3)
+    start = time.perf_counter()
+    model.learn(total_timesteps=steps)
+    return model.num_timesteps / (time.perf_counter() - start)
+
+
+def measure_random(config: Config, steps: int) -> float:
+    """The same vector envs stepped with random actions: no learner can be faster."""
+    import gymnasium as gym
+
+    envs = gym.vector.SyncVectorEnv([lambda: gym.make(config.env_id) for _ in range(config.num_envs)],
+                                    autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    envs.reset(seed=1)
+    envs.action_space.seed(1)
+    start = time.perf_counter()
+    for _ in range(steps // config.num_envs):
+        envs.step(envs.action_space.sample())
+    return steps // config.num_envs * config.num_envs / (time.perf_counter() - start)
+
+
+def worker(kind: str, config: Config, steps: int) -> float:
+    if kind == "ours":
+        return measure_ours(config, steps)
+    if kind == "random":
+        return measure_random(config, steps)
+    return measure_sb3(config, steps, threads=1 if kind == "sb3-1thread" else None)
+
+
+def main(args: Args):
+    config = CONFIGS[args.config]
+    if args.worker:
+        print(json.dumps({"sps": worker(args.worker, config, args.total_timesteps)}))
+        return
+    kinds = ["ours", "sb3", "sb3-1thread", "random"]
+    results = {kind: [] for kind in kinds}
+    for repeat in range(args.repeats):
+        for kind in kinds:
+            out = subprocess.run([sys.executable, __file__, "--config", args.config, "--total-timesteps",
+                                  str(args.total_timesteps), "--worker", kind], capture_output=True, text=True)
+            if out.returncode:
+                sys.exit(f"{kind} failed:\n{out.stderr[-3000:]}")
+            results[kind].append(json.loads(out.stdout.strip().splitlines()[-1])["sps"])
+            print(f"repeat {repeat + 1}/{args.repeats} {kind}: {results[kind][-1]:.0f} SPS", flush=True)
+    median = {kind: statistics.median(v) for kind, v in results.items()}
+    print(f"\n{args.config} ({config.script} on {config.env_id}, {args.total_timesteps} steps, "
+          f"{args.repeats} repeats, medians)")
+    print("| ours SPS | SB3 SPS (default threads) | SB3 SPS (1 thread) | random-action SPS | ours / SB3 default | ours / SB3 1 thread |")
+    print("|---|---|---|---|---|---|")
+    print(f"| {median['ours']:.0f} | {median['sb3']:.0f} | {median['sb3-1thread']:.0f} | {median['random']:.0f} "
+          f"| {median['ours'] / median['sb3']:.2f}x | {median['ours'] / median['sb3-1thread']:.2f}x |")
+    if args.out:
+        Path(args.out).write_text(json.dumps({"config": args.config, "total_timesteps": args.total_timesteps,
+                                              "measurements": results, "medians": median}, indent=2))
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))
