@@ -44,3 +44,23 @@ CONSTANT_REWARD_LIMIT = 10
 gym.register("ConstantReward-v0", entry_point=ConstantRewardEnv, max_episode_steps=CONSTANT_REWARD_LIMIT)
 gym.register("ImageObs-v0", entry_point=ImageObsEnv, max_episode_steps=10)
 gym.register("MultiDiscreteAction-v0", entry_point=MultiDiscreteActionEnv, max_episode_steps=10)
+
+
+class CountingEnv(gym.Env):
+    """Observes its own step count; action 1 terminates the episode, action 0 runs into the time limit."""
+
+    observation_space = gym.spaces.Box(0.0, np.inf, (1,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.array([self.t], np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        return np.array([self.t], np.float32), float(self.t), bool(action == 1), False, {}
+
+
+COUNTING_LIMIT = 3
+gym.register("Counting-v0", entry_point=CountingEnv, max_episode_steps=COUNTING_LIMIT)

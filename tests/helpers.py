@@ -46,3 +46,12 @@ def last_mean(scalars: dict, tag: str, n: int) -> float:
     values = [v for _, v in scalars[tag][-n:]]
     assert len(values) == n, f"only {len(values)} values of {tag}"
     return sum(values) / n
+
+
+def logged_numbers(script: str, *flags: str, cwd: Path) -> dict:
+    """Every scalar a run logged except the wall-clock ones, for comparing runs."""
+    cwd.mkdir(parents=True, exist_ok=True)
+    run_ok(script, *flags, cwd=cwd)
+    scalars = read_scalars(run_dir(cwd))
+    scalars.pop("charts/SPS")
+    return scalars

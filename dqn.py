@@ -1,0 +1,432 @@
+"""Deep Q-Network (DQN) for vector observations and discrete actions.
+
+DQN (Mnih et al. 2015, "Human-level control through deep reinforcement learning", Nature 518) learns the
+action-value function Q(s, a) with a neural network and acts epsilon-greedily on it. Each env step:
+
+  1. Act: with probability epsilon a random action, otherwise argmax_a Q(s, a); epsilon decays linearly from
+     `start_e` to `end_e` over the first `exploration_fraction` of training.
+  2. Store the transition (s, a, r, s', terminated) in a replay buffer of the last `buffer_size` transitions.
+     Sampling from it breaks the correlation of consecutive steps (the paper's "experience replay").
+  3. Every `train_frequency` env steps (after `learning_starts`), sample a minibatch and regress Q(s, a) on
+     the TD target (the paper's eq. 3, its target network written Q^)
+         y = r + gamma * (1 - terminated) * max_a' Q_target(s', a'),
+     where Q_target is a copy of the network refreshed every `target_network_frequency` steps (or moved
+     towards it by Polyak averaging with `tau` < 1): regressing on a target that moves with every gradient
+     step diverges easily.
+  4. Repeat until `total_timesteps` env steps (summed over envs) have been taken.
+
+The loss is the mean squared TD error, as in CleanRL's dqn.py whose published results this file is compared
+with. Mnih et al. clipped the TD error's gradient to [-1, 1] (a Huber loss) because Atari's raw score
+differences are large; for classic control the TD errors stay moderate and the squared error learns faster;
+--max-grad-norm bounds the update instead where needed. Double DQN (van Hasselt et al. 2016,
+https://arxiv.org/abs/1509.06461), behind --double-q, picks a' with the online network and evaluates it with
+the target network, which removes most of the max operator's overestimation bias.
+
+Episode ends on gymnasium 1.x: the buffer stores the *real* final observation of an episode as s' (the
+vector envs reset a finished env within the same step, autoreset mode SAME_STEP, and hand over the final
+observation in `infos["final_obs"]`), and a flag that is true only for termination. A time-limit truncation
+therefore bootstraps from Q(final observation); a termination does not; and no stored transition joins the
+last observation of one episode to the first of the next.
+
+Usage:
+    python dqn.py                                   # CartPole-v1 with CleanRL's defaults
+    python dqn.py --env-id Acrobot-v1 --num-envs 4 --double-q
+    python dqn.py --save-model --capture-video --track
+    python dqn.py --eval-checkpoint runs/RUN/dqn.pt --capture-video   # act (and film) with a checkpoint
+    python dqn.py --help                            # every flag
+"""
+
+import os
+import pickle
+import random
+import sys
+import time
+from collections import deque
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import tyro
+
+
+@dataclass
+class Args:
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment (part of the run name)"""
+    seed: int = 1
+    """seed of the experiment (torch, numpy, random and the envs)"""
+    torch_deterministic: bool = True
+    """if toggled, `torch.backends.cudnn.deterministic=True`"""
+    cuda: bool = True
+    """if toggled, cuda is used when available"""
+    torch_threads: int = 1
+    """CPU threads for torch: small MLPs run fastest on one (more threads only add overhead)"""
+    track: bool = False
+    """if toggled, the run is tracked with Weights & Biases (WANDB_MODE=offline works without network)"""
+    wandb_project_name: str = "single-file-rl"
+    """the Weights & Biases project name"""
+    wandb_entity: Optional[str] = None
+    """the Weights & Biases entity (team)"""
+    capture_video: bool = False
+    """if toggled, record videos of env 0 under `videos/{run_name}`"""
+    save_model: bool = False
+    """if toggled, save a checkpoint to `runs/{run_name}/{exp_name}.pt` and evaluate it after training"""
+    eval_episodes: int = 10
+    """episodes of the greedy policy when evaluating a checkpoint"""
+    eval_checkpoint: Optional[str] = None
+    """path of a checkpoint to evaluate (and film, with --capture-video) instead of training"""
+
+    # Algorithm arguments (CleanRL's dqn.py defaults)
+    env_id: str = "CartPole-v1"
+    """the id of the environment"""
+    total_timesteps: int = 500_000
+    """total env steps of the experiment, summed over envs"""
+    learning_rate: float = 2.5e-4
+    """the learning rate of the optimizer"""
+    num_envs: int = 1
+    """the number of parallel game environments (each iteration takes one step in each)"""
+    buffer_size: int = 10_000
+    """the replay memory buffer size, in transitions"""
+    gamma: float = 0.99
+    """the discount factor gamma"""
+    tau: float = 1.0
+    """the target network update rate: 1 copies the Q-network, less moves towards it (Polyak averaging)"""
+    target_network_frequency: int = 500
+    """the env steps between two updates of the target network"""
+    batch_size: int = 128
+    """the batch size of sample from the replay memory"""
+    start_e: float = 1.0
+    """the starting epsilon for exploration"""
+    end_e: float = 0.05
+    """the ending epsilon for exploration"""
+    exploration_fraction: float = 0.5
+    """the fraction of `total-timesteps` it takes from start-e to go end-e"""
+    learning_starts: int = 10_000
+    """env steps collected before the first gradient step (the buffer fills first)"""
+    train_frequency: int = 10
+    """the env steps between two gradient steps (with several envs, as many steps as that ratio gives)"""
+    double_q: bool = False
+    """if toggled, use Double DQN targets: the online network picks a', the target network values it"""
+    max_grad_norm: Optional[float] = None
+    """if set, clip the gradient's global norm to this value"""
+
+
+def check_spaces(obs_space: gym.Space, act_space: gym.Space) -> Optional[str]:
+    """Why dqn.py cannot run on these spaces, or None if it can."""
+    if isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) >= 2:
+        return f"image observations {obs_space.shape} need a convolutional network: use ppo_atari.py"
+    if not isinstance(obs_space, gym.spaces.Box):
+        return f"dqn.py needs a flat Box observation space, got {obs_space}"
+    if isinstance(act_space, gym.spaces.Box):
+        return f"dqn.py needs a Discrete action space, got {act_space}: use ppo.py or ddpg_continuous.py"
+    if not isinstance(act_space, gym.spaces.Discrete):
+        return f"dqn.py needs a Discrete action space, got {act_space}"
+    return None
+
+
+def check_sizes(args: Args) -> Optional[str]:
+    """Why these sizes cannot work, or None if they can."""
+    for name in ("total_timesteps", "num_envs", "buffer_size", "batch_size", "target_network_frequency",
+                 "train_frequency", "eval_episodes", "torch_threads"):
+        if getattr(args, name) <= 0:
+            return f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}"
+    if args.learning_starts < 0:
+        return f"--learning-starts must not be negative, got {args.learning_starts}"
+    if args.learning_rate <= 0:
+        return f"--learning-rate must be positive, got {args.learning_rate}"
+    if not 0 < args.tau <= 1:
+        return f"--tau must be in (0, 1], got {args.tau}"
+    if not 0 < args.exploration_fraction <= 1:
+        return f"--exploration-fraction must be in (0, 1], got {args.exploration_fraction}"
+    if not (0 <= args.end_e <= 1 and 0 <= args.start_e <= 1):
+        return f"--start-e and --end-e must be probabilities, got {args.start_e} and {args.end_e}"
+    if args.batch_size > args.buffer_size:
+        return f"--batch-size {args.batch_size} is larger than --buffer-size {args.buffer_size}"
+    if args.total_timesteps < args.num_envs:
+        return f"--total-timesteps {args.total_timesteps} is fewer than one step of {args.num_envs} envs"
+    return None
+
+
+def make_env(env_id: str, idx: int, capture_video: bool, run_name: str):
+    def thunk():
+        if capture_video and idx == 0:
+            env = gym.make(env_id, render_mode="rgb_array")
+            env = gym.wrappers.RecordVideo(env, f"videos/{run_name}", disable_logger=True)
+        else:
+            env = gym.make(env_id)
+        return env
+
+    return thunk
+
+
+class ReplayBuffer:
+    """The last `size` transitions in preallocated arrays; the oldest are overwritten first.
+
+    s' is stored beside s (rather than read from the next row) because with several envs and episode ends
+    the next row is not the next state: an episode's last transition keeps its real final observation.
+    Only `terminated` is stored: a truncated transition must still bootstrap.
+    """
+
+    def __init__(self, size: int, obs_shape: tuple, seed: int):
+        self.obs = np.zeros((size,) + obs_shape, np.float32)
+        self.next_obs = np.zeros((size,) + obs_shape, np.float32)
+        self.actions = np.zeros(size, np.int64)
+        self.rewards = np.zeros(size, np.float32)
+        self.terminations = np.zeros(size, np.float32)
+        self.size, self.pos, self.count = size, 0, 0
+        self.rng = np.random.default_rng(seed)
+
+    @staticmethod
+    def nbytes(size: int, obs_shape: tuple) -> int:
+        """Memory of a buffer of `size` transitions, known before allocating it."""
+        return size * (2 * 4 * int(np.prod(obs_shape)) + 8 + 4 + 4)
+
+    def add(self, obs, next_obs, actions, rewards, terminations):
+        """Store one transition per env (arrays with a leading num_envs axis)."""
+        idx = (self.pos + np.arange(len(actions))) % self.size
+        self.obs[idx], self.next_obs[idx], self.actions[idx] = obs, next_obs, actions
+        self.rewards[idx], self.terminations[idx] = rewards, terminations
+        self.pos = (self.pos + len(actions)) % self.size
+        self.count = min(self.count + len(actions), self.size)
+
+    def sample(self, batch_size: int, device: torch.device):
+        """A uniform sample (with replacement) of stored transitions, as tensors."""
+        idx = self.rng.integers(0, self.count, batch_size)
+        return tuple(torch.as_tensor(a[idx], device=device)
+                     for a in (self.obs, self.actions, self.rewards, self.next_obs, self.terminations))
+
+
+class QNetwork(nn.Module):
+    """Q(s, .) for every action at once: one output per action (CleanRL's 120-84 ReLU MLP)."""
+
+    def __init__(self, obs_dim: int, num_actions: int):
+        super().__init__()
+        self.network = nn.Sequential(
+            nn.Linear(obs_dim, 120), nn.ReLU(),
+            nn.Linear(120, 84), nn.ReLU(),
+            nn.Linear(84, num_actions),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.network(x)
+
+
+def linear_schedule(start_e: float, end_e: float, duration: float, t: int) -> float:
+    """Epsilon at step t: from start_e down to end_e over `duration` steps, then constant."""
+    return max(end_e, start_e + (end_e - start_e) * t / duration)
+
+
+def td_target(rewards, terminations, next_q_target, gamma: float, next_q_online=None) -> torch.Tensor:
+    """y = r + gamma * (1 - terminated) * Q_target(s', a'), with a' = argmax of Q_target (DQN) or, given
+    next_q_online, of the online network (Double DQN). next_q_* are (batch, num_actions)."""
+    if next_q_online is None:
+        next_value = next_q_target.max(dim=1).values
+    else:
+        next_value = next_q_target.gather(1, next_q_online.argmax(dim=1, keepdim=True)).squeeze(1)
+    return rewards + gamma * (1.0 - terminations) * next_value
+
+
+def real_next_obs(next_obs: np.ndarray, infos: dict) -> np.ndarray:
+    """s' of each env's transition. Where an episode ended, next_obs already holds the next episode's first
+    observation; the observation the step really led to is in infos["final_obs"]."""
+    real = next_obs.copy()
+    if "final_obs" in infos:
+        for i in np.flatnonzero(infos["_final_obs"]):
+            real[i] = infos["final_obs"][i]
+    return real
+
+
+def load_checkpoint(path: str, device: torch.device):
+    """Rebuild (Q-network, saved args dict) from a checkpoint written by --save-model.
+    weights_only=True: loading someone else's file cannot run their code."""
+    ckpt = torch.load(path, map_location=device, weights_only=True)
+    saved = ckpt["args"]
+    env = gym.make(saved["env_id"])
+    q_network = QNetwork(env.observation_space.shape[0], int(env.action_space.n)).to(device)
+    q_network.load_state_dict(ckpt["model"])
+    env.close()
+    return q_network, saved
+
+
+def evaluate(path: str, eval_episodes: int, run_name: str, capture_video: bool, device: torch.device, seed: int):
+    """Episodic returns of the checkpoint's greedy policy."""
+    q_network, saved = load_checkpoint(path, device)
+    env = make_env(saved["env_id"], 0, capture_video, run_name)()
+    returns = []
+    obs, _ = env.reset(seed=seed)
+    episode_return = 0.0
+    while len(returns) < eval_episodes:
+        with torch.no_grad():
+            action = q_network(torch.as_tensor(obs[None], dtype=torch.float32, device=device)).argmax(1).item()
+        obs, reward, terminated, truncated, _ = env.step(action)
+        episode_return += float(reward)
+        if terminated or truncated:
+            returns.append(episode_return)
+            episode_return = 0.0
+            obs, _ = env.reset()
+    env.close()
+    return returns
+
+
+def fail(message: str):
+    """A user's mistake: one line on stderr, exit status 2, nothing written."""
+    print(f"dqn.py: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+if __name__ == "__main__":
+    args = tyro.cli(Args)
+    torch.set_num_threads(max(args.torch_threads, 1))
+    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+    if args.capture_video and not os.environ.get("DISPLAY"):
+        os.environ.setdefault("MUJOCO_GL", "egl")  # MuJoCo's offscreen GL backend when there is no display
+
+    if args.eval_checkpoint is not None:
+        if not os.path.isfile(args.eval_checkpoint):
+            fail(f"no checkpoint at {args.eval_checkpoint}")
+        if args.eval_episodes <= 0:
+            fail(f"--eval-episodes must be positive, got {args.eval_episodes}")
+        run_name = f"{Path(args.eval_checkpoint).stem}-eval__{int(time.time())}"
+        try:
+            returns = evaluate(args.eval_checkpoint, args.eval_episodes, run_name, args.capture_video, device,
+                               args.seed)
+        except (pickle.UnpicklingError, RuntimeError, KeyError, EOFError) as e:
+            fail(f"cannot load checkpoint {args.eval_checkpoint}: {str(e).splitlines()[0]}")
+        print(f"eval: mean return {np.mean(returns):.2f} +- {np.std(returns):.2f} over {len(returns)} episodes")
+        sys.exit(0)
+
+    # Validate everything before the first file is written (or the buffer allocated).
+    try:
+        probe = gym.make(args.env_id)
+    except (gym.error.Error, ModuleNotFoundError, ImportError) as e:
+        fail(f"cannot make env {args.env_id!r}: {e}")
+    problem = check_spaces(probe.observation_space, probe.action_space) or check_sizes(args)
+    if problem:
+        fail(problem)
+    obs_shape = probe.observation_space.shape
+    probe.close()
+    buffer_bytes = ReplayBuffer.nbytes(args.buffer_size, obs_shape)
+    available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    if buffer_bytes > 0.8 * available:
+        fail(f"a replay buffer of {args.buffer_size} transitions needs {buffer_bytes / 2**30:.1f} GiB, "
+             f"more than the {available / 2**30:.1f} GiB of memory available")
+
+    run_name = f"{args.env_id.replace('/', '-').replace(':', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    if args.track:
+        import wandb
+
+        try:
+            wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, sync_tensorboard=True,
+                       config=vars(args), name=run_name, save_code=True, settings=wandb.Settings(init_timeout=60))
+        except Exception as e:  # no network or no login: say so instead of a traceback
+            fail(f"Weights & Biases did not start ({str(e).splitlines()[0]}); WANDB_MODE=offline logs locally")
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(f"runs/{run_name}")
+    writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in vars(args).items()))
+
+    # Seeding: same seed, same numbers on the CPU.
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    rng = np.random.default_rng(args.seed)  # exploration
+
+    # Env setup. SAME_STEP autoreset: a finished env is reset inside the step that ended it, and its real
+    # final observation comes back in infos["final_obs"] (see the module docstring).
+    envs = gym.vector.SyncVectorEnv(
+        [make_env(args.env_id, i, args.capture_video, run_name) for i in range(args.num_envs)],
+        autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
+    )
+    envs = gym.wrappers.vector.RecordEpisodeStatistics(envs)
+    num_actions = int(envs.single_action_space.n)
+
+    q_network = QNetwork(obs_shape[0], num_actions).to(device)
+    optimizer = torch.optim.Adam(q_network.parameters(), lr=args.learning_rate)
+    target_network = QNetwork(obs_shape[0], num_actions).to(device)
+    target_network.load_state_dict(q_network.state_dict())
+    print(f"replay buffer: {args.buffer_size} transitions, {buffer_bytes / 2**20:.1f} MiB")
+    rb = ReplayBuffer(args.buffer_size, obs_shape, args.seed)
+
+    start_time = time.time()
+    recent_returns = deque(maxlen=10)
+    num_iterations = -(-args.total_timesteps // args.num_envs)
+    print_every = max(1, num_iterations // 50)
+    train_credit = 0  # env steps not yet paid for with a gradient step
+    gradient_steps = 0
+    obs, _ = envs.reset(seed=args.seed)
+    for iteration in range(1, num_iterations + 1):
+        global_step = iteration * args.num_envs
+
+        # 1. Act epsilon-greedily, each env drawing its own coin.
+        epsilon = linear_schedule(args.start_e, args.end_e, args.exploration_fraction * args.total_timesteps,
+                                  global_step)
+        with torch.no_grad():
+            greedy = q_network(torch.as_tensor(obs, dtype=torch.float32, device=device)).argmax(1).cpu().numpy()
+        actions = np.where(rng.random(args.num_envs) < epsilon, rng.integers(0, num_actions, args.num_envs), greedy)
+        next_obs, rewards, terminations, truncations, infos = envs.step(actions)
+
+        if "episode" in infos:
+            for i in np.flatnonzero(infos["_episode"]):
+                episodic_return = float(infos["episode"]["r"][i])
+                recent_returns.append(episodic_return)
+                writer.add_scalar("charts/episodic_return", episodic_return, global_step)
+                writer.add_scalar("charts/episodic_length", int(infos["episode"]["l"][i]), global_step)
+
+        # 2. Store (s, a, r, s', terminated): truncations are stored as not terminated, so they bootstrap.
+        rb.add(obs, real_next_obs(next_obs, infos), actions, rewards, terminations)
+        obs = next_obs
+
+        # 3. Learn: one gradient step per train_frequency env steps, after the warm-up.
+        if global_step > args.learning_starts:
+            train_credit += args.num_envs
+            while train_credit >= args.train_frequency:
+                train_credit -= args.train_frequency
+                b_obs, b_actions, b_rewards, b_next_obs, b_terminations = rb.sample(args.batch_size, device)
+                with torch.no_grad():
+                    next_q_online = q_network(b_next_obs) if args.double_q else None
+                    target = td_target(b_rewards, b_terminations, target_network(b_next_obs), args.gamma,
+                                       next_q_online)
+                q_values = q_network(b_obs).gather(1, b_actions[:, None]).squeeze(1)
+                loss = F.mse_loss(q_values, target)
+                optimizer.zero_grad()
+                loss.backward()
+                if args.max_grad_norm is not None:
+                    nn.utils.clip_grad_norm_(q_network.parameters(), args.max_grad_norm)
+                optimizer.step()
+                gradient_steps += 1
+                if gradient_steps % 100 == 0:
+                    writer.add_scalar("losses/td_loss", loss.item(), global_step)
+                    writer.add_scalar("losses/q_values", q_values.mean().item(), global_step)
+
+        # Target network: refreshed whenever global_step crosses a multiple of target_network_frequency.
+        if global_step // args.target_network_frequency > (global_step - args.num_envs) // args.target_network_frequency:
+            for target_param, param in zip(target_network.parameters(), q_network.parameters()):
+                target_param.data.copy_(args.tau * param.data + (1.0 - args.tau) * target_param.data)
+
+        if iteration % print_every == 0 or iteration == num_iterations:
+            sps = int(global_step / (time.time() - start_time))
+            writer.add_scalar("charts/SPS", sps, global_step)
+            writer.add_scalar("charts/epsilon", epsilon, global_step)
+            mean_return = f"{np.mean(recent_returns):.1f}" if recent_returns else "n/a"
+            print(f"step {global_step}/{args.total_timesteps} | SPS {sps} | return {mean_return} (last 10 episodes)"
+                  f" | epsilon {epsilon:.2f} | {time.time() - start_time:.0f}s", flush=True)
+
+    envs.close()
+    if args.save_model:
+        model_path = f"runs/{run_name}/{args.exp_name}.pt"
+        torch.save({"model": q_network.state_dict(), "args": asdict(args)}, model_path)
+        print(f"model saved to {model_path}")
+        episodic_returns = evaluate(model_path, args.eval_episodes, f"{run_name}-eval", args.capture_video,
+                                    device, args.seed)
+        for idx, episodic_return in enumerate(episodic_returns):
+            writer.add_scalar("eval/episodic_return", episodic_return, idx)
+        print(f"eval: mean return {np.mean(episodic_returns):.2f} over {len(episodic_returns)} episodes")
+    writer.close()
+    if args.track:
+        wandb.finish()

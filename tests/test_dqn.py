@@ -1,0 +1,75 @@
+"""dqn.py: its replay buffer and TD target against hand computations, and what only dqn.py does.
+What every script shares (flags, checkpoints, errors, truncation) is tested in test_common.py."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import dqn
+from tests.envs import COUNTING_LIMIT
+from tests.helpers import last_mean, read_scalars, run_dir, run_ok
+
+
+def test_buffer_wraps_around_overwriting_the_oldest_transitions():
+    rb = dqn.ReplayBuffer(5, (1,), seed=0)
+    for start in (0, 2, 4):  # transitions numbered 0..5, two envs at a time
+        numbers = np.array([start, start + 1], np.float32)
+        rb.add(numbers[:, None], numbers[:, None] + 0.5, np.array([start, start + 1]), numbers, np.zeros(2))
+    assert rb.count == 5 and rb.pos == 1
+    assert rb.obs[:, 0].tolist() == [5, 1, 2, 3, 4]  # 0 was overwritten by 5
+    assert rb.next_obs[:, 0].tolist() == [5.5, 1.5, 2.5, 3.5, 4.5]
+    assert rb.actions.tolist() == [5, 1, 2, 3, 4]
+
+
+def test_sample_has_the_network_dtypes_and_only_stored_transitions():
+    rb = dqn.ReplayBuffer(100, (3,), seed=0)
+    rb.add(np.ones((4, 3)), np.full((4, 3), 2.0), np.array([0, 1, 0, 1]), np.ones(4), np.array([0, 0, 1, 0]))
+    obs, actions, rewards, next_obs, terminations = rb.sample(32, torch.device("cpu"))
+    assert obs.shape == next_obs.shape == (32, 3) and obs.dtype == next_obs.dtype == torch.float32
+    assert actions.shape == (32,) and actions.dtype == torch.int64
+    assert rewards.dtype == terminations.dtype == torch.float32
+    assert torch.all(obs == 1) and torch.all(next_obs == 2), "sampled rows that were never written"
+
+
+def test_episode_ends_store_the_real_final_observation_and_only_termination():
+    envs = gym.vector.SyncVectorEnv([lambda: gym.make("tests.envs:Counting-v0")] * 2,
+                                    autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    rb = dqn.ReplayBuffer(10, (1,), seed=0)
+    obs, _ = envs.reset(seed=0)
+    # env 0 always plays 0 and is truncated at step 3; env 1 plays 1 at its second step and terminates.
+    for actions in ([0, 0], [0, 1], [0, 0]):
+        next_obs, rewards, terminations, truncations, infos = envs.step(np.array(actions))
+        rb.add(obs, dqn.real_next_obs(next_obs, infos), np.array(actions), rewards, terminations)
+        obs = next_obs
+    rows = [(o[0], a, no[0], term) for o, a, no, term in zip(rb.obs[:6], rb.actions, rb.next_obs, rb.terminations)]
+    # rows alternate env 0, env 1. Env 1 terminated at its step 2 (s' = 2, not the reset 0) and restarted.
+    assert rows[:4] == [(0, 0, 1, 0), (0, 0, 1, 0), (1, 0, 2, 0), (1, 1, 2, 1)]
+    # Env 0 was truncated at the limit: s' is its final observation 3, and the transition still bootstraps.
+    assert rows[4] == (2, 0, COUNTING_LIMIT, 0)
+    assert rows[5] == (0, 0, 1, 0)  # env 1's new episode starts from the reset observation
+
+
+def test_td_target_matches_hand_computation():
+    rewards, terminations = torch.tensor([1.0, 2.0]), torch.tensor([0.0, 1.0])
+    next_q_target = torch.tensor([[1.0, 3.0], [5.0, 0.0]])
+    # DQN: 1 + 0.5 * max(1, 3) = 2.5; the terminated row keeps its reward only.
+    assert dqn.td_target(rewards, terminations, next_q_target, 0.5).tolist() == [2.5, 2.0]
+    # Double DQN: the online network prefers action 0, whose target value is 1: 1 + 0.5 * 1 = 1.5.
+    next_q_online = torch.tensor([[4.0, 0.0], [0.0, 1.0]])
+    assert dqn.td_target(rewards, terminations, next_q_target, 0.5, next_q_online).tolist() == [1.5, 2.0]
+
+
+def test_epsilon_decays_linearly_then_stays():
+    values = [dqn.linear_schedule(1.0, 0.05, 100, t) for t in (0, 50, 100, 200)]
+    assert values == pytest.approx([1.0, 0.525, 0.05, 0.05])
+
+
+def test_steps_are_counted_across_envs(tmp_path):
+    # 4 envs x 1000 iterations = 4000 env steps; after 1000 warm-up steps, one gradient step per 10 env steps
+    # gives 300, and the TD loss is logged every 100 of them.
+    run_ok("dqn.py", "--num-envs", "4", "--total-timesteps", "4000", "--learning-starts", "1000",
+           "--buffer-size", "2000", "--train-frequency", "10", cwd=tmp_path)
+    scalars = read_scalars(run_dir(tmp_path))
+    assert scalars["charts/SPS"][-1][0] == 4000
+    assert len(scalars["losses/td_loss"]) == 3
