@@ -366,9 +366,12 @@ if __name__ == "__main__":
         # 1. Act epsilon-greedily, each env drawing its own coin.
         epsilon = linear_schedule(args.start_e, args.end_e, args.exploration_fraction * args.total_timesteps,
                                   global_step)
-        with torch.no_grad():
-            greedy = q_network(torch.as_tensor(obs, dtype=torch.float32, device=device)).argmax(1).cpu().numpy()
-        actions = np.where(rng.random(args.num_envs) < epsilon, rng.integers(0, num_actions, args.num_envs), greedy)
+        explore = rng.random(args.num_envs) < epsilon
+        actions = rng.integers(0, num_actions, args.num_envs)
+        if not explore.all():  # the network is only needed for the greedy envs
+            with torch.no_grad():
+                greedy = q_network(torch.as_tensor(obs, dtype=torch.float32, device=device)).argmax(1).cpu().numpy()
+            actions = np.where(explore, actions, greedy)
         next_obs, rewards, terminations, truncations, infos = envs.step(actions)
 
         if "episode" in infos:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Optional
 
+import torch
 import tyro
 
 REPO = Path(__file__).resolve().parent.parent
@@ -32,19 +33,29 @@ class Config:
     num_envs: int
     flags: tuple = ()
     """the script's flags beyond --env-id and --total-timesteps"""
+    sb3_algo: str = "PPO"
+    """the stable-baselines3 class configured the same way"""
     sb3: dict = field(default_factory=dict)
-    """keyword arguments of stable-baselines3's PPO that configure it the same way"""
+    """its keyword arguments"""
     sb3_normalize: bool = False
     """wrap stable-baselines3's envs in VecNormalize (observation and reward), like ppo.py's continuous preset"""
 
 
+PPO_COMMON = dict(gamma=0.99, gae_lambda=0.95, clip_range=0.2, vf_coef=0.5, max_grad_norm=0.5,
+                  policy_kwargs=dict(net_arch=dict(pi=[64, 64], vf=[64, 64])))  # 64-64 tanh, separate networks
 CONFIGS = {
     # ppo.py's discrete preset: 4 envs x 128 steps, 4 epochs of 4 minibatches.
-    "ppo-cartpole": Config("ppo.py", "CartPole-v1", 4, (), dict(
-        n_steps=128, batch_size=128, n_epochs=4, learning_rate=2.5e-4, ent_coef=0.01)),
+    "ppo-cartpole": Config("ppo.py", "CartPole-v1", 4, (), "PPO", dict(
+        PPO_COMMON, n_steps=128, batch_size=128, n_epochs=4, learning_rate=2.5e-4, ent_coef=0.01)),
     # ppo.py's continuous preset: 1 env x 2048 steps, 10 epochs of 32 minibatches, normalization on.
-    "ppo-hopper": Config("ppo.py", "Hopper-v4", 1, (), dict(
-        n_steps=2048, batch_size=64, n_epochs=10, learning_rate=3e-4, ent_coef=0.0), sb3_normalize=True),
+    "ppo-hopper": Config("ppo.py", "Hopper-v4", 1, (), "PPO", dict(
+        PPO_COMMON, n_steps=2048, batch_size=64, n_epochs=10, learning_rate=3e-4, ent_coef=0.0), sb3_normalize=True),
+    # dqn.py's defaults (CleanRL's): 1 env, a gradient step of batch 128 every 10 env steps, 120-84 ReLU MLP.
+    "dqn-cartpole": Config("dqn.py", "CartPole-v1", 1, (), "DQN", dict(
+        learning_rate=2.5e-4, buffer_size=10_000, learning_starts=10_000, batch_size=128, tau=1.0, gamma=0.99,
+        train_freq=10, gradient_steps=1, target_update_interval=500, exploration_fraction=0.5,
+        exploration_initial_eps=1.0, exploration_final_eps=0.05,
+        policy_kwargs=dict(net_arch=[120, 84], activation_fn=torch.nn.ReLU))),
 }
 
 
@@ -72,9 +83,8 @@ def measure_ours(config: Config, steps: int) -> float:
 
 
 def measure_sb3(config: Config, steps: int, threads: Optional[int]) -> float:
-    """stable-baselines3's PPO with the same sizes, network (64-64 tanh, separate actor and critic) and envs."""
-    import torch
-    from stable_baselines3 import PPO
+    """stable-baselines3 with the same sizes, network and envs."""
+    import stable_baselines3
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import VecNormalize
 
@@ -83,8 +93,7 @@ def measure_sb3(config: Config, steps: int, threads: Optional[int]) -> float:
     envs = make_vec_env(config.env_id, n_envs=config.num_envs, seed=1)
     if config.sb3_normalize:
         envs = VecNormalize(envs, gamma=0.99)
-    model = PPO("MlpPolicy", envs, gamma=0.99, gae_lambda=0.95, clip_range=0.2, vf_coef=0.5, max_grad_norm=0.5,
-                policy_kwargs=dict(net_arch=dict(pi=[64, 64], vf=[64, 64])), device="cpu", seed=1, **config.sb3)
+    model = getattr(stable_baselines3, config.sb3_algo)("MlpPolicy", envs, device="cpu", seed=1, **config.sb3)
     start = time.perf_counter()
     model.learn(total_timesteps=steps)
     return model.num_timesteps / (time.perf_counter() - start)
