@@ -37,6 +37,7 @@ Usage:
     python ppo.py --help                            # every flag
 """
 
+import math
 import os
 import pickle
 import random
@@ -52,7 +53,6 @@ import numpy as np
 import torch
 import torch.nn as nn
 import tyro
-from torch.distributions import Categorical, Normal
 
 
 @dataclass
@@ -292,19 +292,25 @@ class Agent(nn.Module):
     def get_value(self, x: torch.Tensor) -> torch.Tensor:
         return self.critic(x).squeeze(-1)
 
-    def distribution(self, x: torch.Tensor):
-        out = self.actor(x)
-        if self.continuous:
-            return Normal(out, self.actor_logstd.expand_as(out).exp())
-        return Categorical(logits=out)
-
     def get_action_and_value(self, x: torch.Tensor, action: Optional[torch.Tensor] = None):
-        dist = self.distribution(x)
-        if action is None:
-            action = dist.sample()
-        logprob, entropy = dist.log_prob(action), dist.entropy()
-        if self.continuous:  # independent dimensions: the joint log-prob and entropy are sums
-            logprob, entropy = logprob.sum(-1), entropy.sum(-1)
+        """Sample an action (or score the given one): (action, log pi(action|x), entropy, V(x)).
+
+        The two distributions' formulas are written out: for a handful of observations, building
+        torch.distributions objects costs more than this math.
+        """
+        out = self.actor(x)
+        if self.continuous:  # Gaussian N(mu = out, sigma) with independent dimensions: sums over them
+            log_std = self.actor_logstd.expand_as(out)
+            if action is None:
+                action = out + log_std.exp() * torch.randn_like(out)
+            logprob = (-0.5 * ((action - out) / log_std.exp()) ** 2 - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+            entropy = (0.5 + 0.5 * math.log(2 * math.pi) + log_std).sum(-1)
+        else:  # categorical over the logits
+            log_probs = torch.log_softmax(out, dim=-1)
+            if action is None:
+                action = torch.multinomial(log_probs.exp(), 1).squeeze(-1)
+            logprob = log_probs.gather(-1, action.long().unsqueeze(-1)).squeeze(-1)
+            entropy = -(log_probs.exp() * log_probs).sum(-1)
         return action, logprob, entropy, self.get_value(x)
 
     def act_deterministic(self, x: torch.Tensor) -> torch.Tensor:
@@ -314,7 +320,7 @@ class Agent(nn.Module):
 
 
 def compute_gae(rewards, values, next_values, terminations, dones, gamma: float, gae_lambda: float):
-    """Generalized Advantage Estimation over a rollout; every argument is a (num_steps, num_envs) tensor.
+    """Generalized Advantage Estimation over a rollout; every argument is a (num_steps, num_envs) array.
 
     next_values[t] is V of the observation step t really led to: for an episode that ended at t, its
     final observation, not the next episode's first. terminations[t] (1.0 if the episode terminated at
@@ -323,12 +329,13 @@ def compute_gae(rewards, values, next_values, terminations, dones, gamma: float,
         delta_t = r_t + gamma * (1 - terminated_t) * V(s_{t+1}) - V(s_t)
         A_t     = delta_t + gamma * lambda * (1 - done_t) * A_{t+1}
     Returns (advantages, returns = advantages + values), the returns being the critic's targets.
+    (NumPy, not torch: this loop runs step by step, and NumPy's per-operation cost is far lower.)
     """
-    advantages = torch.zeros_like(rewards)
-    last_gae = torch.zeros_like(rewards[0])
+    deltas = rewards + gamma * (1.0 - terminations) * next_values - values
+    advantages = np.zeros_like(rewards)
+    last_gae = np.zeros_like(rewards[0])
     for t in reversed(range(rewards.shape[0])):
-        delta = rewards[t] + gamma * (1.0 - terminations[t]) * next_values[t] - values[t]
-        last_gae = delta + gamma * gae_lambda * (1.0 - dones[t]) * last_gae
+        last_gae = deltas[t] + gamma * gae_lambda * (1.0 - dones[t]) * last_gae
         advantages[t] = last_gae
     return advantages, advantages + values
 
@@ -402,8 +409,6 @@ def fail(message: str):
 if __name__ == "__main__":
     args = tyro.cli(Args)
     torch.set_num_threads(max(args.torch_threads, 1))
-    # Argument validation of torch.distributions costs more than the math for tiny batches.
-    torch.distributions.Distribution.set_default_validate_args(False)
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
     if args.capture_video and not os.environ.get("DISPLAY"):
         os.environ.setdefault("MUJOCO_GL", "egl")  # MuJoCo's offscreen GL backend when there is no display
@@ -474,24 +479,26 @@ if __name__ == "__main__":
     reward_scaler = RewardScaler(args.num_envs, args.gamma, args.reward_clip, args.norm_reward)
 
     agent = Agent(obs_shape[0], envs.single_action_space).to(device)
-    optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5)
+    # fused: one kernel for the whole parameter update instead of a loop of small ops per tensor
+    optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)
 
-    # Rollout storage, allocated once.
-    obs = torch.zeros((args.num_steps, args.num_envs) + obs_shape, device=device)
-    actions = torch.zeros((args.num_steps, args.num_envs) + action_shape, device=device)
-    logprobs = torch.zeros((args.num_steps, args.num_envs), device=device)
-    rewards = torch.zeros_like(logprobs)
-    values = torch.zeros_like(logprobs)
-    final_values = torch.zeros_like(logprobs)  # V(final obs) where an episode was truncated
-    terminations = torch.zeros_like(logprobs)
-    dones = torch.zeros_like(logprobs)
+    # Rollout storage, allocated once. It lives in NumPy on the CPU: the env speaks NumPy, and writing a row
+    # of a NumPy array costs a fraction of a tensor's. The update moves the whole batch to the device once.
+    obs = np.zeros((args.num_steps, args.num_envs) + obs_shape, np.float32)
+    actions = np.zeros((args.num_steps, args.num_envs) + action_shape, np.float32)
+    logprobs = np.zeros((args.num_steps, args.num_envs), np.float32)
+    rewards = np.zeros_like(logprobs)
+    values = np.zeros_like(logprobs)
+    final_values = np.zeros_like(logprobs)  # V(final obs) where an episode was truncated
+    terminations = np.zeros_like(logprobs)
+    dones = np.zeros_like(logprobs)
 
     global_step = 0
     start_time = time.time()
     recent_returns = deque(maxlen=10)
     print_every = max(1, num_iterations // 50)
     next_obs, _ = envs.reset(seed=args.seed)
-    next_obs = torch.as_tensor(obs_norm(next_obs), dtype=torch.float32, device=device)
+    next_obs = obs_norm(next_obs)
 
     for iteration in range(1, num_iterations + 1):
         if args.anneal_lr:
@@ -501,23 +508,22 @@ if __name__ == "__main__":
         for step in range(args.num_steps):
             global_step += args.num_envs
             obs[step] = next_obs
-            with torch.no_grad():
-                action, logprob, _, value = agent.get_action_and_value(next_obs)
-            actions[step], logprobs[step], values[step] = action, logprob, value
+            with torch.inference_mode():
+                action, logprob, _, value = agent.get_action_and_value(torch.as_tensor(obs[step], device=device))
+            action = action.cpu().numpy()
+            actions[step], logprobs[step], values[step] = action, logprob.cpu().numpy(), value.cpu().numpy()
 
-            raw_obs, reward, terminated, truncated, infos = envs.step(to_env(action.cpu().numpy()))
+            raw_obs, reward, terminated, truncated, infos = envs.step(to_env(action))
             done = terminated | truncated
-            next_obs = torch.as_tensor(obs_norm(raw_obs), dtype=torch.float32, device=device)
-            rewards[step] = torch.as_tensor(reward_scaler(reward, done), device=device)
-            terminations[step] = torch.as_tensor(terminated, device=device)
-            dones[step] = torch.as_tensor(done, device=device)
+            next_obs = obs_norm(raw_obs)
+            rewards[step], terminations[step], dones[step] = reward_scaler(reward, done), terminated, done
             if truncated.any():
                 # The episode was cut, not finished: bootstrap from its real final observation (normalized
                 # with the current statistics, which it must not update: it is not a state the agent acts in).
                 final_obs = obs_norm(np.stack(infos["final_obs"][truncated]), update=False)
-                with torch.no_grad():
-                    final_values[step, torch.as_tensor(truncated, device=device)] = agent.get_value(
-                        torch.as_tensor(final_obs, dtype=torch.float32, device=device))
+                with torch.inference_mode():
+                    final_value = agent.get_value(torch.as_tensor(final_obs, dtype=torch.float32, device=device))
+                final_values[step, truncated] = final_value.cpu().numpy()
 
             if "episode" in infos:
                 for i in np.flatnonzero(infos["_episode"]):
@@ -528,18 +534,17 @@ if __name__ == "__main__":
 
         # 2. Advantages. After an episode's end the next value is V(final obs) (0 if it terminated:
         # compute_gae masks it); otherwise it is the value of the next stored observation.
-        with torch.no_grad():
-            next_values = torch.cat([values[1:], agent.get_value(next_obs)[None]])
-        next_values = torch.where(dones.bool(), final_values, next_values)
+        with torch.inference_mode():
+            last_value = agent.get_value(torch.as_tensor(next_obs, dtype=torch.float32, device=device)).cpu().numpy()
+        next_values = np.where(dones.astype(bool), final_values, np.concatenate([values[1:], last_value[None]]))
         advantages, returns = compute_gae(rewards, values, next_values, terminations, dones,
                                           args.gamma, args.gae_lambda)
-        final_values.zero_()
+        final_values[:] = 0.0
 
         # 3. Optimize the policy and value network on shuffled minibatches.
-        b_obs = obs.reshape((-1,) + obs_shape)
-        b_actions = actions.reshape((-1,) + action_shape)
-        b_logprobs, b_advantages = logprobs.reshape(-1), advantages.reshape(-1)
-        b_returns, b_values = returns.reshape(-1), values.reshape(-1)
+        b_obs, b_actions, b_logprobs, b_advantages, b_returns, b_values = (
+            torch.as_tensor(a.reshape((batch_size,) + a.shape[2:]), device=device)
+            for a in (obs, actions, logprobs, advantages, returns, values))
         clipfracs = []
         for epoch in range(args.update_epochs):
             b_inds = torch.randperm(batch_size, device=device)
@@ -563,7 +568,7 @@ if __name__ == "__main__":
 
                 optimizer.zero_grad()
                 loss.backward()
-                nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm)
+                nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm, foreach=True)
                 optimizer.step()
 
             if args.target_kl is not None and approx_kl > args.target_kl:
@@ -577,8 +582,7 @@ if __name__ == "__main__":
         writer.add_scalar("losses/old_approx_kl", old_approx_kl.item(), global_step)
         writer.add_scalar("losses/approx_kl", approx_kl.item(), global_step)
         writer.add_scalar("losses/clipfrac", torch.stack(clipfracs).mean().item(), global_step)
-        writer.add_scalar("losses/explained_variance",
-                          explained_variance(b_values.cpu().numpy(), b_returns.cpu().numpy()), global_step)
+        writer.add_scalar("losses/explained_variance", explained_variance(values, returns), global_step)
         writer.add_scalar("charts/SPS", sps, global_step)
         if iteration % print_every == 0 or iteration == num_iterations:
             mean_return = f"{np.mean(recent_returns):.1f}" if recent_returns else "n/a"
