@@ -347,7 +347,8 @@ if __name__ == "__main__":
     num_actions = int(envs.single_action_space.n)
 
     q_network = QNetwork(obs_shape[0], num_actions).to(device)
-    optimizer = torch.optim.Adam(q_network.parameters(), lr=args.learning_rate)
+    # fused: one kernel for the whole parameter update instead of a loop of small ops per tensor
+    optimizer = torch.optim.Adam(q_network.parameters(), lr=args.learning_rate, fused=True)
     target_network = QNetwork(obs_shape[0], num_actions).to(device)
     target_network.load_state_dict(q_network.state_dict())
     print(f"replay buffer: {args.buffer_size} transitions, {buffer_bytes / 2**20:.1f} MiB")
@@ -369,7 +370,7 @@ if __name__ == "__main__":
         explore = rng.random(args.num_envs) < epsilon
         actions = rng.integers(0, num_actions, args.num_envs)
         if not explore.all():  # the network is only needed for the greedy envs
-            with torch.no_grad():
+            with torch.inference_mode():
                 greedy = q_network(torch.as_tensor(obs, dtype=torch.float32, device=device)).argmax(1).cpu().numpy()
             actions = np.where(explore, actions, greedy)
         next_obs, rewards, terminations, truncations, infos = envs.step(actions)
@@ -400,7 +401,7 @@ if __name__ == "__main__":
                 optimizer.zero_grad()
                 loss.backward()
                 if args.max_grad_norm is not None:
-                    nn.utils.clip_grad_norm_(q_network.parameters(), args.max_grad_norm)
+                    nn.utils.clip_grad_norm_(q_network.parameters(), args.max_grad_norm, foreach=True)
                 optimizer.step()
                 gradient_steps += 1
                 if gradient_steps % 100 == 0:
