@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Optional
 
@@ -31,31 +31,16 @@ class Config:
     script: str
     env_id: str
     num_envs: int
-    flags: tuple = ()
-    """the script's flags beyond --env-id and --total-timesteps"""
-    sb3_algo: str = "PPO"
-    """the stable-baselines3 class configured the same way"""
-    sb3: dict = field(default_factory=dict)
-    """its keyword arguments"""
-    sb3_normalize: bool = False
-    """wrap stable-baselines3's envs in VecNormalize (observation and reward), like ppo.py's continuous preset"""
+    """the script's number of envs with its defaults (for the random-action ceiling)"""
 
 
-PPO_COMMON = dict(gamma=0.99, gae_lambda=0.95, clip_range=0.2, vf_coef=0.5, max_grad_norm=0.5,
-                  policy_kwargs=dict(net_arch=dict(pi=[64, 64], vf=[64, 64])))  # 64-64 tanh, separate networks
 CONFIGS = {
     # ppo.py's discrete preset: 4 envs x 128 steps, 4 epochs of 4 minibatches.
-    "ppo-cartpole": Config("ppo.py", "CartPole-v1", 4, (), "PPO", dict(
-        PPO_COMMON, n_steps=128, batch_size=128, n_epochs=4, learning_rate=2.5e-4, ent_coef=0.01)),
+    "ppo-cartpole": Config("ppo.py", "CartPole-v1", 4),
     # ppo.py's continuous preset: 1 env x 2048 steps, 10 epochs of 32 minibatches, normalization on.
-    "ppo-hopper": Config("ppo.py", "Hopper-v4", 1, (), "PPO", dict(
-        PPO_COMMON, n_steps=2048, batch_size=64, n_epochs=10, learning_rate=3e-4, ent_coef=0.0), sb3_normalize=True),
+    "ppo-hopper": Config("ppo.py", "Hopper-v4", 1),
     # dqn.py's defaults (CleanRL's): 1 env, a gradient step of batch 128 every 10 env steps, 120-84 ReLU MLP.
-    "dqn-cartpole": Config("dqn.py", "CartPole-v1", 1, (), "DQN", dict(
-        learning_rate=2.5e-4, buffer_size=10_000, learning_starts=10_000, batch_size=128, tau=1.0, gamma=0.99,
-        train_freq=10, gradient_steps=1, target_update_interval=500, exploration_fraction=0.5,
-        exploration_initial_eps=1.0, exploration_final_eps=0.05,
-        policy_kwargs=dict(net_arch=[120, 84], activation_fn=torch.nn.ReLU))),
+    "dqn-cartpole": Config("dqn.py", "CartPole-v1", 1),
 }
 
 
@@ -78,22 +63,17 @@ def measure_ours(config: Config, steps: int) -> float:
     from tests.helpers import read_scalars, run_dir, run_ok
 
     with tempfile.TemporaryDirectory() as tmp:
-        run_ok(config.script, "--env-id", config.env_id, "--total-timesteps", str(steps), *config.flags, cwd=Path(tmp))
+        run_ok(config.script, "--env-id", config.env_id, "--total-timesteps", str(steps), cwd=Path(tmp))
         return read_scalars(run_dir(Path(tmp)))["charts/SPS"][-1][1]
 
 
 def measure_sb3(config: Config, steps: int, threads: Optional[int]) -> float:
-    """stable-baselines3 with the same sizes, network and envs."""
-    import stable_baselines3
-    from stable_baselines3.common.env_util import make_vec_env
-    from stable_baselines3.common.vec_env import VecNormalize
+    """stable-baselines3 configured like the script (benchmark/sb3_equivalent.py)."""
+    from benchmark.sb3_equivalent import make_model
 
     if threads:
         torch.set_num_threads(threads)
-    envs = make_vec_env(config.env_id, n_envs=config.num_envs, seed=1)
-    if config.sb3_normalize:
-        envs = VecNormalize(envs, gamma=0.99)
-    model = getattr(stable_baselines3, config.sb3_algo)("MlpPolicy", envs, device="cpu", seed=1, **config.sb3)
+    model = make_model(config.script, config.env_id, seed=1)
     start = time.perf_counter()
     model.learn(total_timesteps=steps)
     return model.num_timesteps / (time.perf_counter() - start)

@@ -34,11 +34,13 @@ def run_dir(cwd: Path) -> Path:
     return Path(dirs[0])
 
 
-def read_scalars(path: Path) -> dict:
-    """{tag: [(step, value), ...]} of every scalar in a run folder's TensorBoard events."""
+def read_scalars(path: Path, wall_time: bool = False) -> dict:
+    """{tag: [(step, value), ...]} of every scalar in a run folder's TensorBoard events; with wall_time,
+    (step, value, seconds since the epoch) triples."""
     acc = EventAccumulator(str(path), size_guidance={"scalars": 0})
     acc.Reload()
-    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+    return {tag: [(e.step, e.value, e.wall_time) if wall_time else (e.step, e.value) for e in acc.Scalars(tag)]
+            for tag in acc.Tags()["scalars"]}
 
 
 def last_mean(scalars: dict, tag: str, n: int) -> float:

@@ -1,0 +1,243 @@
+"""The project's benchmark: train the real scripts as a user would (and stable-baselines3 configured the same
+way, where an entry asks for it), then turn their logs into tidy CSVs, a results table and learning curves.
+
+    pip install -r benchmark/requirements.txt
+    python benchmark/run.py --profile quick          # a few minutes: every script on a small env, one seed
+    python benchmark/run.py --profile full           # hours: the published budgets, 3 seeds, beside SB3
+    python benchmark/run.py --profile full --report-only   # tables and plots from the runs finished so far
+
+Everything lands in benchmark/results/{profile}/:
+  runs/{runner}__{env}__{seed}/episodes.csv   one tidy CSV per finished run (global_step, wall_time,
+                                              episodic_return, sps); its existence marks the run as done,
+                                              so an interrupted benchmark resumes where it stopped
+  summary.csv, summary.md                      per (runner, env): mean +- std across seeds of the mean return
+                                              of the last 100 training episodes (CleanRL's metric), final
+                                              SPS and wall time
+  {env}.png                                    return against env steps, mean and std band across seeds
+A new algorithm file joins with a new Entry in PROFILES (and, for SB3, an entry in sb3_equivalent.py).
+"""
+
+import csv
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import tyro
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+from tests.helpers import read_scalars  # noqa: E402
+
+LAST_EPISODES = 100
+
+
+@dataclass(frozen=True)
+class Entry:
+    script: str
+    env_id: str
+    budget: int
+    seeds: tuple = (1, 2, 3)
+    flags: tuple = ()
+    """the script's flags beyond --env-id, --seed and --total-timesteps"""
+    sb3: bool = False
+    """also train stable-baselines3 configured like the script, on the same budget and seeds"""
+
+
+PROFILES = {
+    "quick": [
+        Entry("ppo.py", "CartPole-v1", 50_000, (1,)),
+        Entry("ppo.py", "InvertedPendulum-v4", 20_480, (1,)),
+        Entry("dqn.py", "CartPole-v1", 30_000, (1,), ("--learning-starts", "5000")),
+    ],
+    "full": [
+        Entry("ppo.py", "CartPole-v1", 500_000, sb3=True),
+        Entry("ppo.py", "Hopper-v4", 1_000_000, sb3=True),
+        Entry("dqn.py", "CartPole-v1", 500_000, sb3=True),
+        Entry("dqn.py", "Acrobot-v1", 500_000, sb3=True),
+        Entry("dqn.py", "MountainCar-v0", 500_000),
+    ],
+}
+
+
+@dataclass(frozen=True)
+class Job:
+    runner: str
+    """the script, or "sb3-" + the script it mirrors"""
+    entry: Entry
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.runner.replace('.py', '')}__{self.entry.env_id.replace('/', '-')}__{self.seed}"
+
+
+def jobs_of(entries: list) -> list:
+    return [Job(runner, e, seed) for e in entries for runner in ([e.script] + (["sb3-" + e.script] if e.sb3 else []))
+            for seed in e.seeds]
+
+
+def tidy_rows(scalars: dict) -> list:
+    """One row per training episode: global_step, wall_time (s since the first episode), episodic_return, and
+    the SPS logged last at or before that step."""
+    sps = scalars.get("charts/SPS", [])
+    sps_steps = [step for step, _, _ in sps]  # (step, value, wall time) triples
+    episodes = scalars["charts/episodic_return"]
+    start = episodes[0][2]
+    rows = []
+    for step, value, wall in episodes:
+        i = np.searchsorted(sps_steps, step, side="right") - 1
+        rows.append({"global_step": step, "wall_time": round(wall - start, 3), "episodic_return": value,
+                     "sps": sps[i][1] if i >= 0 else ""})
+    return rows
+
+
+def write_csv(path: Path, rows: list):
+    """Write atomically: a CSV that exists is a finished run."""
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(path)
+
+
+def read_csv(path: Path) -> list:
+    with open(path) as f:
+        return [{k: float(v) if v else float("nan") for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def run_job(job: Job, out: Path) -> Path:
+    """Train one (runner, env, seed) and write its episodes.csv; return the folder."""
+    folder = out / "runs" / job.name
+    folder.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONWARNINGS="ignore::DeprecationWarning")
+    with tempfile.TemporaryDirectory(dir=folder) as work:
+        if job.runner.startswith("sb3-"):
+            command = [sys.executable, str(REPO / "benchmark" / "sb3_train.py"), job.entry.script, job.entry.env_id,
+                       "--seed", str(job.seed), "--total-timesteps", str(job.entry.budget), "--out", "tb"]
+        else:
+            command = [sys.executable, str(REPO / job.runner), "--env-id", job.entry.env_id, "--seed", str(job.seed),
+                       "--total-timesteps", str(job.entry.budget), *job.entry.flags]
+        result = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True)
+        (folder / "log.txt").write_text(result.stdout[-20000:] + result.stderr[-20000:])
+        if result.returncode:
+            raise RuntimeError(f"{job.name} failed (exit {result.returncode}); see {folder / 'log.txt'}")
+        logs = Path(work) / "tb" if job.runner.startswith("sb3-") else next((Path(work) / "runs").iterdir())
+        scalars = read_scalars(logs, wall_time=True)
+    write_csv(folder / "episodes.csv", tidy_rows(scalars))
+    return folder
+
+
+def summarize(out: Path, jobs: list) -> list:
+    """Per (runner, env): mean +- std across seeds of the last-100-episode mean, final SPS, wall time."""
+    groups = {}
+    for job in jobs:
+        path = out / "runs" / job.name / "episodes.csv"
+        if path.exists():
+            groups.setdefault((job.runner, job.entry), []).append((job.seed, read_csv(path)))
+    rows = []
+    for (runner, entry), runs in groups.items():
+        finals = [statistics.mean(r["episodic_return"] for r in rows_[-LAST_EPISODES:]) for _, rows_ in runs]
+        rows.append({
+            "runner": runner, "env_id": entry.env_id, "budget": entry.budget,
+            "seeds": " ".join(str(seed) for seed, _ in runs),
+            "mean_return": round(statistics.mean(finals), 1),
+            "std_return": round(statistics.stdev(finals), 1) if len(finals) > 1 else 0.0,
+            "per_seed": " ".join(f"{f:.1f}" for f in finals),
+            "final_sps": round(statistics.mean(rows_[-1]["sps"] for _, rows_ in runs)),
+            "wall_time_s": round(statistics.mean(rows_[-1]["wall_time"] for _, rows_ in runs)),
+        })
+    return rows
+
+
+def plot(out: Path, jobs: list):
+    """One PNG per env: every runner's return against env steps, mean and std band across seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    envs = sorted({job.entry.env_id for job in jobs})
+    for env_id in envs:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for runner in sorted({job.runner for job in jobs if job.entry.env_id == env_id}):
+            curves, budget = [], None
+            for job in jobs:
+                path = out / "runs" / job.name / "episodes.csv"
+                if job.runner == runner and job.entry.env_id == env_id and path.exists():
+                    rows, budget = read_csv(path), job.entry.budget
+                    steps = np.array([r["global_step"] for r in rows])
+                    returns = np.array([r["episodic_return"] for r in rows])
+                    smoothed = np.convolve(returns, np.ones(10) / 10, mode="valid") if len(returns) >= 10 else returns
+                    curves.append((steps[len(steps) - len(smoothed):], smoothed))
+            if not curves:
+                continue
+            grid = np.linspace(max(steps[0] for steps, _ in curves), budget, 200)  # where every seed has data
+            values = np.array([np.interp(grid, steps, returns) for steps, returns in curves])
+            mean, std = values.mean(0), values.std(0)
+            ax.plot(grid, mean, label=f"{runner} ({len(curves)} seeds)")
+            ax.fill_between(grid, mean - std, mean + std, alpha=0.2)
+        ax.set(title=env_id, xlabel="env steps", ylabel="episodic return (10-episode mean)")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out / f"{env_id.replace('/', '-')}.png", dpi=100)
+        plt.close(fig)
+
+
+def report(out: Path, jobs: list):
+    rows = summarize(out, jobs)
+    if not rows:
+        print("no finished runs yet")
+        return
+    write_csv(out / "summary.csv", rows)
+    lines = ["| runner | env | budget | seeds | mean +- std (last 100 episodes) | per seed | final SPS | wall time (s) |",
+             "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['runner']} | {r['env_id']} | {r['budget']} | {r['seeds']} | {r['mean_return']} +- "
+              f"{r['std_return']} | {r['per_seed']} | {r['final_sps']} | {r['wall_time_s']} |" for r in rows]
+    (out / "summary.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    plot(out, jobs)
+
+
+def main(profile: Literal[tuple(PROFILES)] = "quick", jobs: int = os.cpu_count() or 1, report_only: bool = False,
+         results: Path = REPO / "benchmark" / "results"):
+    """Run a profile's unfinished runs, `jobs` at a time (one torch thread each), then report.
+
+    Args:
+        profile: which list of entries to run.
+        jobs: runs at once; the machine's core count by default.
+        report_only: only rebuild the tables and plots from the finished runs.
+        results: where results/{profile}/ goes.
+    """
+    out = results / profile
+    all_jobs = jobs_of(PROFILES[profile])
+    todo = [job for job in all_jobs if not (out / "runs" / job.name / "episodes.csv").exists()]
+    if not report_only and todo:
+        from tqdm import tqdm
+
+        print(f"{len(all_jobs) - len(todo)} of {len(all_jobs)} runs already finished; running {len(todo)}")
+        failures = []
+        with ThreadPoolExecutor(max_workers=max(jobs, 1)) as pool, tqdm(total=len(todo), unit="run") as bar:
+            futures = {pool.submit(run_job, job, out): job for job in todo}
+            for future in as_completed(futures):
+                try:
+                    future.result()
+                except Exception as e:  # one failed run must not stop the others
+                    failures.append(f"{futures[future].name}: {e}")
+                bar.set_postfix_str(futures[future].name)
+                bar.update()
+        for failure in failures:
+            print(failure, file=sys.stderr)
+    report(out, all_jobs)
+
+
+if __name__ == "__main__":
+    tyro.cli(main)

@@ -1,0 +1,48 @@
+"""stable-baselines3 configured like the project's scripts, for side-by-side returns and throughput.
+
+Each entry mirrors a script's defaults (ppo.py's per-action-space presets, dqn.py's CleanRL defaults): the
+same number of envs, rollout and batch sizes, epochs, learning rate, network sizes and normalization.
+Known differences that stay: SB3's DQN uses the Huber loss and clips gradients at norm 10, and SB3 counts
+DQN's target-network interval in calls rather than env steps (the same thing with one env).
+"""
+
+import torch
+
+PPO_COMMON = dict(gamma=0.99, gae_lambda=0.95, clip_range=0.2, vf_coef=0.5, max_grad_norm=0.5,
+                  policy_kwargs=dict(net_arch=dict(pi=[64, 64], vf=[64, 64])))  # 64-64 tanh, separate networks
+
+# (script, action space kind) -> (SB3 class name, number of envs, keyword arguments, VecNormalize or not)
+EQUIVALENTS = {
+    ("ppo.py", "discrete"): ("PPO", 4, dict(PPO_COMMON, n_steps=128, batch_size=128, n_epochs=4,
+                                            learning_rate=2.5e-4, ent_coef=0.01), False),
+    ("ppo.py", "continuous"): ("PPO", 1, dict(PPO_COMMON, n_steps=2048, batch_size=64, n_epochs=10,
+                                              learning_rate=3e-4, ent_coef=0.0), True),
+    ("dqn.py", "discrete"): ("DQN", 1, dict(
+        learning_rate=2.5e-4, buffer_size=10_000, learning_starts=10_000, batch_size=128, tau=1.0, gamma=0.99,
+        train_freq=10, gradient_steps=1, target_update_interval=500, exploration_fraction=0.5,
+        exploration_initial_eps=1.0, exploration_final_eps=0.05,
+        policy_kwargs=dict(net_arch=[120, 84], activation_fn=torch.nn.ReLU)), False),
+}
+
+
+def action_kind(env_id: str) -> str:
+    import gymnasium as gym
+
+    env = gym.make(env_id)
+    kind = "continuous" if isinstance(env.action_space, gym.spaces.Box) else "discrete"
+    env.close()
+    return kind
+
+
+def make_model(script: str, env_id: str, seed: int, tensorboard_log=None):
+    """The SB3 model equivalent to running `script` on `env_id`, with its envs."""
+    import stable_baselines3
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    algo, num_envs, kwargs, normalize = EQUIVALENTS[(script, action_kind(env_id))]
+    envs = make_vec_env(env_id, n_envs=num_envs, seed=seed)
+    if normalize:
+        envs = VecNormalize(envs, gamma=kwargs.get("gamma", 0.99))
+    return getattr(stable_baselines3, algo)("MlpPolicy", envs, device="cpu", seed=seed,
+                                            tensorboard_log=tensorboard_log, **kwargs)
