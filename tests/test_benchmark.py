@@ -1,0 +1,36 @@
+"""The benchmark runner's bookkeeping: tidy rows from logs, CleanRL's final-return metric, resumption."""
+
+import pytest
+
+from benchmark import run
+
+
+def test_tidy_rows_pair_each_episode_with_the_latest_sps():
+    scalars = {"charts/episodic_return": [(10, 1.0, 100.0), (30, 2.0, 101.5), (50, 3.0, 103.0)],
+               "charts/SPS": [(20, 500.0, 101.0), (40, 700.0, 102.0)]}
+    rows = run.tidy_rows(scalars)
+    assert [(r["global_step"], r["wall_time"], r["episodic_return"]) for r in rows] == [
+        (10, 0.0, 1.0), (30, 1.5, 2.0), (50, 3.0, 3.0)]
+    assert [r["sps"] for r in rows] == ["", 500.0, 700.0]  # no SPS logged before step 10 yet
+
+
+def test_summary_is_the_mean_of_the_last_100_episodes_across_seeds(tmp_path):
+    entry = run.Entry("ppo.py", "CartPole-v1", 1000, seeds=(1, 2))
+    jobs = run.jobs_of([entry])
+    for job, offset in zip(jobs, (0.0, 10.0)):
+        folder = tmp_path / "runs" / job.name
+        folder.mkdir(parents=True)
+        # 150 episodes: 50 early ones at -1000 that the metric must ignore, then 100 at offset + 0..99
+        returns = [-1000.0] * 50 + [offset + i for i in range(100)]
+        run.write_csv(folder / "episodes.csv", [{"global_step": i, "wall_time": i / 10, "episodic_return": r,
+                                                 "sps": 100.0} for i, r in enumerate(returns)])
+    (row,) = run.summarize(tmp_path, jobs)
+    assert row["mean_return"] == pytest.approx(54.5)  # seeds at 49.5 and 59.5
+    assert row["std_return"] == pytest.approx(7.1, abs=0.05)
+    assert row["seeds"] == "1 2" and row["final_sps"] == 100
+
+
+def test_sb3_entries_double_the_jobs_and_names_are_distinct():
+    jobs = run.jobs_of([run.Entry("dqn.py", "Acrobot-v1", 1000, seeds=(1, 2, 3), sb3=True)])
+    assert len(jobs) == 6 and len({job.name for job in jobs}) == 6
+    assert {job.runner for job in jobs} == {"dqn.py", "sb3-dqn.py"}
