@@ -8,7 +8,7 @@ action-value function Q(s, a) with a neural network and acts epsilon-greedily on
   2. Store the transition (s, a, r, s', terminated) in a replay buffer of the last `buffer_size` transitions.
      Sampling from it breaks the correlation of consecutive steps (the paper's "experience replay").
   3. Every `train_frequency` env steps (after `learning_starts`), sample a minibatch and regress Q(s, a) on
-     the TD target (the paper's eq. 3, its target network written Q^)
+     the TD target of the paper's loss (its Methods; the target network's parameters are written theta^-)
          y = r + gamma * (1 - terminated) * max_a' Q_target(s', a'),
      where Q_target is a copy of the network refreshed every `target_network_frequency` steps (or moved
      towards it by Polyak averaging with `tau` < 1): regressing on a target that moves with every gradient
@@ -16,9 +16,9 @@ action-value function Q(s, a) with a neural network and acts epsilon-greedily on
   4. Repeat until `total_timesteps` env steps (summed over envs) have been taken.
 
 The loss is the mean squared TD error, as in CleanRL's dqn.py whose published results this file is compared
-with. Mnih et al. clipped the TD error's gradient to [-1, 1] (a Huber loss) because Atari's raw score
-differences are large; for classic control the TD errors stay moderate and the squared error learns faster;
---max-grad-norm bounds the update instead where needed. Double DQN (van Hasselt et al. 2016,
+with. Mnih et al. clipped the TD error's gradient to [-1, 1] (equivalent to a Huber loss) to keep Atari's
+large, unscaled errors from producing huge updates; classic-control rewards are small, and where an update
+still needs bounding, --max-grad-norm clips the gradient's norm instead. Double DQN (van Hasselt et al. 2016,
 https://arxiv.org/abs/1509.06461), behind --double-q, picks a' with the online network and evaluates it with
 the target network, which removes most of the max operator's overestimation bias.
 
