@@ -19,7 +19,6 @@ A new algorithm file joins with a new Entry in PROFILES (and, for SB3, an entry 
 
 import csv
 import os
-import shutil
 import statistics
 import subprocess
 import sys
