@@ -378,9 +378,9 @@ def load_checkpoint(path: str, device: torch.device):
     return agent, obs_norm, saved
 
 
-def evaluate(path: str, eval_episodes: int, run_name: str, capture_video: bool, device: torch.device, seed: int):
-    """Episodic returns of the checkpoint's deterministic policy, statistics frozen."""
-    agent, obs_norm, saved = load_checkpoint(path, device)
+def evaluate(agent: Agent, obs_norm: ObsNormalizer, saved: dict, eval_episodes: int, run_name: str,
+             capture_video: bool, device: torch.device, seed: int):
+    """Episodic returns of a loaded checkpoint's deterministic policy, statistics frozen."""
     env = make_env(saved["env_id"], 0, capture_video, run_name)()
     to_env = action_to_env(env.action_space)
     returns = []
@@ -420,10 +420,10 @@ if __name__ == "__main__":
             fail(f"--eval-episodes must be positive, got {args.eval_episodes}")
         run_name = f"{Path(args.eval_checkpoint).stem}-eval__{int(time.time())}"
         try:
-            returns = evaluate(args.eval_checkpoint, args.eval_episodes, run_name, args.capture_video, device,
-                               args.seed)
+            checkpoint = load_checkpoint(args.eval_checkpoint, device)
         except (pickle.UnpicklingError, RuntimeError, KeyError, EOFError) as e:
             fail(f"cannot load checkpoint {args.eval_checkpoint}: {str(e).splitlines()[0]}")
+        returns = evaluate(*checkpoint, args.eval_episodes, run_name, args.capture_video, device, args.seed)
         print(f"eval: mean return {np.mean(returns):.2f} +- {np.std(returns):.2f} over {len(returns)} episodes")
         sys.exit(0)
 
@@ -594,8 +594,9 @@ if __name__ == "__main__":
         model_path = f"runs/{run_name}/{args.exp_name}.pt"
         torch.save({"model": agent.state_dict(), "obs_rms": obs_norm.state_dict(), "args": asdict(args)}, model_path)
         print(f"model saved to {model_path}")
-        episodic_returns = evaluate(model_path, args.eval_episodes, f"{run_name}-eval", args.capture_video,
-                                    device, args.seed)
+        # Evaluate what was written, not the object in memory: this also proves the checkpoint round-trips.
+        episodic_returns = evaluate(*load_checkpoint(model_path, device), args.eval_episodes, f"{run_name}-eval",
+                                    args.capture_video, device, args.seed)
         for idx, episodic_return in enumerate(episodic_returns):
             writer.add_scalar("eval/episodic_return", episodic_return, idx)
         print(f"eval: mean return {np.mean(episodic_returns):.2f} over {len(episodic_returns)} episodes")

@@ -30,17 +30,15 @@ sys.path.insert(0, str(REPO))
 class Config:
     script: str
     env_id: str
-    num_envs: int
-    """the script's number of envs with its defaults (for the random-action ceiling)"""
 
 
 CONFIGS = {
     # ppo.py's discrete preset: 4 envs x 128 steps, 4 epochs of 4 minibatches.
-    "ppo-cartpole": Config("ppo.py", "CartPole-v1", 4),
+    "ppo-cartpole": Config("ppo.py", "CartPole-v1"),
     # ppo.py's continuous preset: 1 env x 2048 steps, 10 epochs of 32 minibatches, normalization on.
-    "ppo-hopper": Config("ppo.py", "Hopper-v4", 1),
+    "ppo-hopper": Config("ppo.py", "Hopper-v4"),
     # dqn.py's defaults (CleanRL's): 1 env, a gradient step of batch 128 every 10 env steps, 120-84 ReLU MLP.
-    "dqn-cartpole": Config("dqn.py", "CartPole-v1", 1),
+    "dqn-cartpole": Config("dqn.py", "CartPole-v1"),
 }
 
 
@@ -80,17 +78,21 @@ def measure_sb3(config: Config, steps: int, threads: Optional[int]) -> float:
 
 
 def measure_random(config: Config, steps: int) -> float:
-    """The same vector envs stepped with random actions: no learner can be faster."""
+    """The same vector envs (as many as the script uses by default) stepped with random actions: no learner can
+    be faster."""
     import gymnasium as gym
 
-    envs = gym.vector.SyncVectorEnv([lambda: gym.make(config.env_id) for _ in range(config.num_envs)],
+    from benchmark.sb3_equivalent import EQUIVALENTS, action_kind
+
+    num_envs = EQUIVALENTS[(config.script, action_kind(config.env_id))][1]
+    envs = gym.vector.SyncVectorEnv([lambda: gym.make(config.env_id) for _ in range(num_envs)],
                                     autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
     envs.reset(seed=1)
     envs.action_space.seed(1)
     start = time.perf_counter()
-    for _ in range(steps // config.num_envs):
+    for _ in range(steps // num_envs):
         envs.step(envs.action_space.sample())
-    return steps // config.num_envs * config.num_envs / (time.perf_counter() - start)
+    return steps // num_envs * num_envs / (time.perf_counter() - start)
 
 
 def worker(kind: str, config: Config, steps: int) -> float:
