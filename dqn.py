@@ -91,7 +91,7 @@ class Args:
     num_envs: int = 1
     """the number of parallel game environments (each iteration takes one step in each)"""
     buffer_size: int = 10_000
-    """the replay memory buffer size, in transitions"""
+    """the replay memory buffer size, in transitions (rounded down to a multiple of --num-envs)"""
     gamma: float = 0.99
     """the discount factor gamma"""
     tau: float = 1.0
@@ -169,7 +169,9 @@ class ReplayBuffer:
 
     s' is stored beside s (rather than read from the next row) because with several envs and episode ends
     the next row is not the next state: an episode's last transition keeps its real final observation.
-    Only `terminated` is stored: a truncated transition must still bootstrap.
+    Only `terminated` is stored: a truncated transition must still bootstrap. Each add() writes one step of
+    all envs as a block of consecutive rows; `size` is a multiple of the number of envs, so a block never
+    wraps around midway and is written as a slice (several times faster than scattering rows by index).
     """
 
     def __init__(self, size: int, obs_shape: tuple, seed: int):
@@ -188,10 +190,10 @@ class ReplayBuffer:
 
     def add(self, obs, next_obs, actions, rewards, terminations):
         """Store one transition per env (arrays with a leading num_envs axis)."""
-        idx = (self.pos + np.arange(len(actions))) % self.size
-        self.obs[idx], self.next_obs[idx], self.actions[idx] = obs, next_obs, actions
-        self.rewards[idx], self.terminations[idx] = rewards, terminations
-        self.pos = (self.pos + len(actions)) % self.size
+        rows = slice(self.pos, self.pos + len(actions))
+        self.obs[rows], self.next_obs[rows], self.actions[rows] = obs, next_obs, actions
+        self.rewards[rows], self.terminations[rows] = rewards, terminations
+        self.pos = rows.stop % self.size
         self.count = min(self.count + len(actions), self.size)
 
     def sample(self, batch_size: int, device: torch.device):
@@ -234,10 +236,11 @@ def td_target(rewards, terminations, next_q_target, gamma: float, next_q_online=
 def real_next_obs(next_obs: np.ndarray, infos: dict) -> np.ndarray:
     """s' of each env's transition. Where an episode ended, next_obs already holds the next episode's first
     observation; the observation the step really led to is in infos["final_obs"]."""
+    if "final_obs" not in infos:  # no episode ended in this step
+        return next_obs
     real = next_obs.copy()
-    if "final_obs" in infos:
-        for i in np.flatnonzero(infos["_final_obs"]):
-            real[i] = infos["final_obs"][i]
+    for i in np.flatnonzero(infos["_final_obs"]):
+        real[i] = infos["final_obs"][i]
     return real
 
 
@@ -310,10 +313,11 @@ if __name__ == "__main__":
         fail(problem)
     obs_shape = probe.observation_space.shape
     probe.close()
-    buffer_bytes = ReplayBuffer.nbytes(args.buffer_size, obs_shape)
+    buffer_size = max(args.buffer_size // args.num_envs, 1) * args.num_envs  # whole steps of all envs
+    buffer_bytes = ReplayBuffer.nbytes(buffer_size, obs_shape)
     available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     if buffer_bytes > 0.8 * available:
-        fail(f"a replay buffer of {args.buffer_size} transitions needs {buffer_bytes / 2**30:.1f} GiB, "
+        fail(f"a replay buffer of {buffer_size} transitions needs {buffer_bytes / 2**30:.1f} GiB, "
              f"more than the {available / 2**30:.1f} GiB of memory available")
 
     run_name = f"{args.env_id.replace('/', '-').replace(':', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"
@@ -343,7 +347,6 @@ if __name__ == "__main__":
         [make_env(args.env_id, i, args.capture_video, run_name) for i in range(args.num_envs)],
         autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
     )
-    envs = gym.wrappers.vector.RecordEpisodeStatistics(envs)
     num_actions = int(envs.single_action_space.n)
 
     q_network = QNetwork(obs_shape[0], num_actions).to(device)
@@ -351,10 +354,15 @@ if __name__ == "__main__":
     optimizer = torch.optim.Adam(q_network.parameters(), lr=args.learning_rate, fused=True)
     target_network = QNetwork(obs_shape[0], num_actions).to(device)
     target_network.load_state_dict(q_network.state_dict())
-    print(f"replay buffer: {args.buffer_size} transitions, {buffer_bytes / 2**20:.1f} MiB")
-    rb = ReplayBuffer(args.buffer_size, obs_shape, args.seed)
+    print(f"replay buffer: {buffer_size} transitions, {buffer_bytes / 2**20:.1f} MiB")
+    rb = ReplayBuffer(buffer_size, obs_shape, args.seed)
 
     start_time = time.time()
+    # Episode statistics, summed here rather than by gymnasium's RecordEpisodeStatistics wrapper (its per-step
+    # bookkeeping cost more than the Q-network's forward pass), and written to TensorBoard with the progress
+    # line rather than as episodes end: the writer's thread wakes up for every scalar and takes the GIL.
+    episode_returns, episode_lengths = np.zeros(args.num_envs), np.zeros(args.num_envs, np.int64)
+    finished = []  # (global_step, return, length) of the episodes not yet written
     recent_returns = deque(maxlen=10)
     num_iterations = -(-args.total_timesteps // args.num_envs)
     print_every = max(1, num_iterations // 50)
@@ -364,23 +372,26 @@ if __name__ == "__main__":
     for iteration in range(1, num_iterations + 1):
         global_step = iteration * args.num_envs
 
-        # 1. Act epsilon-greedily, each env drawing its own coin.
+        # 1. Act epsilon-greedily, each env drawing its own coin. The network runs only if some env is greedy,
+        #    and random actions are drawn only for the envs that explore (late in training, almost none).
         epsilon = linear_schedule(args.start_e, args.end_e, args.exploration_fraction * args.total_timesteps,
                                   global_step)
         explore = rng.random(args.num_envs) < epsilon
-        actions = rng.integers(0, num_actions, args.num_envs)
-        if not explore.all():  # the network is only needed for the greedy envs
+        if explore.all():
+            actions = rng.integers(0, num_actions, args.num_envs)
+        else:
             with torch.inference_mode():
-                greedy = q_network(torch.as_tensor(obs, dtype=torch.float32, device=device)).argmax(1).cpu().numpy()
-            actions = np.where(explore, actions, greedy)
+                actions = q_network(torch.as_tensor(obs, dtype=torch.float32, device=device)).argmax(1).cpu().numpy()
+            if explore.any():
+                actions[explore] = rng.integers(0, num_actions, explore.sum())
         next_obs, rewards, terminations, truncations, infos = envs.step(actions)
 
-        if "episode" in infos:
-            for i in np.flatnonzero(infos["_episode"]):
-                episodic_return = float(infos["episode"]["r"][i])
-                recent_returns.append(episodic_return)
-                writer.add_scalar("charts/episodic_return", episodic_return, global_step)
-                writer.add_scalar("charts/episodic_length", int(infos["episode"]["l"][i]), global_step)
+        episode_returns += rewards
+        episode_lengths += 1
+        for i in np.flatnonzero(terminations | truncations):  # SAME_STEP: env i starts afresh next step
+            finished.append((global_step, float(episode_returns[i]), int(episode_lengths[i])))
+            recent_returns.append(float(episode_returns[i]))
+            episode_returns[i], episode_lengths[i] = 0.0, 0
 
         # 2. Store (s, a, r, s', terminated): truncations are stored as not terminated, so they bootstrap.
         rb.add(obs, real_next_obs(next_obs, infos), actions, rewards, terminations)
@@ -414,6 +425,10 @@ if __name__ == "__main__":
                 target_param.data.copy_(args.tau * param.data + (1.0 - args.tau) * target_param.data)
 
         if iteration % print_every == 0 or iteration == num_iterations:
+            for end_step, episodic_return, episodic_length in finished:
+                writer.add_scalar("charts/episodic_return", episodic_return, end_step)
+                writer.add_scalar("charts/episodic_length", episodic_length, end_step)
+            finished.clear()
             sps = int(global_step / (time.time() - start_time))
             writer.add_scalar("charts/SPS", sps, global_step)
             writer.add_scalar("charts/epsilon", epsilon, global_step)

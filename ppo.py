@@ -471,7 +471,6 @@ if __name__ == "__main__":
         [make_env(args.env_id, i, args.capture_video, run_name) for i in range(args.num_envs)],
         autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
     )
-    envs = gym.wrappers.vector.RecordEpisodeStatistics(envs)  # the env's own, unscaled returns
     envs.action_space.seed(args.seed)
     obs_shape, action_shape = envs.single_observation_space.shape, envs.single_action_space.shape
     to_env = action_to_env(envs.single_action_space)
@@ -495,6 +494,12 @@ if __name__ == "__main__":
 
     global_step = 0
     start_time = time.time()
+    # Episode statistics of the env's own (unscaled) rewards, summed here rather than by gymnasium's
+    # RecordEpisodeStatistics wrapper (a few array operations instead of its per-step bookkeeping), and written
+    # to TensorBoard with the progress line rather than as episodes end: the writer's thread wakes up for
+    # every scalar and takes the GIL.
+    episode_returns, episode_lengths = np.zeros(args.num_envs), np.zeros(args.num_envs, np.int64)
+    finished = []  # (global_step, return, length) of the episodes not yet written
     recent_returns = deque(maxlen=10)
     print_every = max(1, num_iterations // 50)
     next_obs, _ = envs.reset(seed=args.seed)
@@ -525,12 +530,12 @@ if __name__ == "__main__":
                     final_value = agent.get_value(torch.as_tensor(final_obs, dtype=torch.float32, device=device))
                 final_values[step, truncated] = final_value.cpu().numpy()
 
-            if "episode" in infos:
-                for i in np.flatnonzero(infos["_episode"]):
-                    episodic_return = float(infos["episode"]["r"][i])
-                    recent_returns.append(episodic_return)
-                    writer.add_scalar("charts/episodic_return", episodic_return, global_step)
-                    writer.add_scalar("charts/episodic_length", int(infos["episode"]["l"][i]), global_step)
+            episode_returns += reward
+            episode_lengths += 1
+            for i in np.flatnonzero(done):  # SAME_STEP: env i starts afresh next step
+                finished.append((global_step, float(episode_returns[i]), int(episode_lengths[i])))
+                recent_returns.append(float(episode_returns[i]))
+                episode_returns[i], episode_lengths[i] = 0.0, 0
 
         # 2. Advantages. After an episode's end the next value is V(final obs) (0 if it terminated:
         # compute_gae masks it); otherwise it is the value of the next stored observation.
@@ -585,6 +590,10 @@ if __name__ == "__main__":
         writer.add_scalar("losses/explained_variance", explained_variance(values, returns), global_step)
         writer.add_scalar("charts/SPS", sps, global_step)
         if iteration % print_every == 0 or iteration == num_iterations:
+            for end_step, episodic_return, episodic_length in finished:
+                writer.add_scalar("charts/episodic_return", episodic_return, end_step)
+                writer.add_scalar("charts/episodic_length", episodic_length, end_step)
+            finished.clear()
             mean_return = f"{np.mean(recent_returns):.1f}" if recent_returns else "n/a"
             print(f"step {global_step}/{args.total_timesteps} | SPS {sps} | return {mean_return} (last 10 episodes)"
                   f" | {time.time() - start_time:.0f}s", flush=True)

@@ -95,6 +95,22 @@ def test_truncated_episodes_bootstrap_to_the_infinite_horizon_value(tmp_path, sc
     assert value == pytest.approx(1 / (1 - gamma), abs=0.5), f"V(s0) = {value}, truncated sum {truncated_sum:.2f}"
 
 
+@by_name
+def test_episode_statistics_add_up_every_step_of_every_env(tmp_path, script):
+    # ConstantReward-v0 pays 1 per step and cuts every episode after CONSTANT_REWARD_LIMIT steps, so each
+    # env's episodes all return and last exactly that many, and end together every LIMIT iterations.
+    num_envs = 3
+    run_ok(script.name, *script.short_run, "--env-id", "tests.envs:ConstantReward-v0", "--num-envs", str(num_envs),
+           cwd=tmp_path)
+    scalars = read_scalars(run_dir(tmp_path))
+    returns, lengths = scalars["charts/episodic_return"], scalars["charts/episodic_length"]
+    iterations = scalars["charts/SPS"][-1][0] // num_envs
+    assert len(returns) == len(lengths) == num_envs * (iterations // CONSTANT_REWARD_LIMIT) > 0
+    assert {value for _, value in returns + lengths} == {CONSTANT_REWARD_LIMIT}
+    assert {step for step, _ in returns} == {num_envs * CONSTANT_REWARD_LIMIT * k
+                                             for k in range(1, iterations // CONSTANT_REWARD_LIMIT + 1)}
+
+
 COMMON_BAD_INPUTS = [
     (("--env-id", "NoSuchEnv-v0"), "NoSuchEnv"),
     (("--env-id", "tests.envs:ImageObs-v0"), "ppo_atari.py"),

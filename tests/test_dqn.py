@@ -12,14 +12,15 @@ from tests.helpers import last_mean, read_scalars, run_dir, run_ok
 
 
 def test_buffer_wraps_around_overwriting_the_oldest_transitions():
-    rb = dqn.ReplayBuffer(5, (1,), seed=0)
-    for start in (0, 2, 4):  # transitions numbered 0..5, two envs at a time
+    rb = dqn.ReplayBuffer(6, (1,), seed=0)
+    for start in (0, 2, 4, 6):  # transitions numbered 0..7, two envs at a time
         numbers = np.array([start, start + 1], np.float32)
         rb.add(numbers[:, None], numbers[:, None] + 0.5, np.array([start, start + 1]), numbers, np.zeros(2))
-    assert rb.count == 5 and rb.pos == 1
-    assert rb.obs[:, 0].tolist() == [5, 1, 2, 3, 4]  # 0 was overwritten by 5
-    assert rb.next_obs[:, 0].tolist() == [5.5, 1.5, 2.5, 3.5, 4.5]
-    assert rb.actions.tolist() == [5, 1, 2, 3, 4]
+    assert rb.count == 6 and rb.pos == 2
+    assert rb.obs[:, 0].tolist() == [6, 7, 2, 3, 4, 5]  # 0 and 1 were overwritten by 6 and 7
+    assert rb.next_obs[:, 0].tolist() == [6.5, 7.5, 2.5, 3.5, 4.5, 5.5]
+    assert rb.actions.tolist() == [6, 7, 2, 3, 4, 5]
+    assert rb.rewards.tolist() == [6, 7, 2, 3, 4, 5]
 
 
 def test_sample_has_the_network_dtypes_and_only_stored_transitions():
