@@ -171,7 +171,7 @@ class ReplayBuffer:
     the next row is not the next state: an episode's last transition keeps its real final observation.
     Only `terminated` is stored: a truncated transition must still bootstrap. Each add() writes one step of
     all envs as a block of consecutive rows; `size` is a multiple of the number of envs, so a block never
-    wraps around midway and is written as a slice (several times faster than scattering rows by index).
+    wraps around midway and is written as a slice (about three times faster than scattering rows by index).
     """
 
     def __init__(self, size: int, obs_shape: tuple, seed: int):
@@ -266,7 +266,7 @@ def evaluate(q_network: QNetwork, saved: dict, eval_episodes: int, run_name: str
     while len(returns) < eval_episodes:
         with torch.no_grad():
             action = q_network(torch.as_tensor(obs[None], dtype=torch.float32, device=device)).argmax(1).item()
-        obs, reward, terminated, truncated, _ = env.step(action)
+        obs, reward, terminated, truncated, _ = env.step(action + int(env.action_space.start))
         episode_return += float(reward)
         if terminated or truncated:
             returns.append(episode_return)
@@ -348,6 +348,7 @@ if __name__ == "__main__":
         autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
     )
     num_actions = int(envs.single_action_space.n)
+    action_start = envs.single_action_space.start  # Discrete(n, start): output i is the env's action start + i
 
     q_network = QNetwork(obs_shape[0], num_actions).to(device)
     # fused: one kernel for the whole parameter update instead of a loop of small ops per tensor
@@ -384,7 +385,7 @@ if __name__ == "__main__":
                 actions = q_network(torch.as_tensor(obs, dtype=torch.float32, device=device)).argmax(1).cpu().numpy()
             if explore.any():
                 actions[explore] = rng.integers(0, num_actions, explore.sum())
-        next_obs, rewards, terminations, truncations, infos = envs.step(actions)
+        next_obs, rewards, terminations, truncations, infos = envs.step(actions + action_start)
 
         episode_returns += rewards
         episode_lengths += 1

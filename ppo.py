@@ -191,10 +191,11 @@ def action_to_env(space: gym.Space):
     The Gaussian policy acts in a normalized space where [-1, 1] spans the env's bounds: the same
     initial std then explores every Box alike, whatever its scale. Actions are clipped and rescaled only
     on their way to the env; training keeps the sampled action, whose log-probability the policy knows.
-    Unbounded dimensions pass through unchanged; discrete actions need no map.
+    Unbounded dimensions pass through unchanged. Discrete actions are indices 0..n-1 for the policy and
+    start..start+n-1 for a Discrete(n, start) env (start is usually 0).
     """
     if isinstance(space, gym.spaces.Discrete):
-        return lambda action: action
+        return lambda action: action + space.start
     finite = np.isfinite(space.low) & np.isfinite(space.high)
     low, high = np.where(finite, space.low, -1.0), np.where(finite, space.high, 1.0)  # unbounded: identity
     center, half_range = (high + low) / 2.0, (high - low) / 2.0

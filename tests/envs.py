@@ -40,9 +40,20 @@ class MultiDiscreteActionEnv(ConstantRewardEnv):
     action_space = gym.spaces.MultiDiscrete([2, 3])
 
 
+class ShiftedActionsEnv(ConstantRewardEnv):
+    """Actions numbered from -1, as Discrete(2, start=-1) allows; any other action is an error."""
+
+    action_space = gym.spaces.Discrete(2, start=-1)
+
+    def step(self, action):
+        assert self.action_space.contains(action), f"action {action} is not in {self.action_space}"
+        return super().step(action)
+
+
 CONSTANT_REWARD_LIMIT = 10
 gym.register("ConstantReward-v0", entry_point=ConstantRewardEnv, max_episode_steps=CONSTANT_REWARD_LIMIT)
 gym.register("ImageObs-v0", entry_point=ImageObsEnv, max_episode_steps=10)
+gym.register("ShiftedActions-v0", entry_point=ShiftedActionsEnv, max_episode_steps=10)
 gym.register("MultiDiscreteAction-v0", entry_point=MultiDiscreteActionEnv, max_episode_steps=10)
 
 

@@ -111,6 +111,13 @@ def test_episode_statistics_add_up_every_step_of_every_env(tmp_path, script):
                                              for k in range(1, iterations // CONSTANT_REWARD_LIMIT + 1)}
 
 
+@by_name
+def test_discrete_actions_may_be_numbered_from_any_start(tmp_path, script):
+    # ShiftedActions-v0 takes actions -1 and 0 and fails on anything else, in training and in evaluation.
+    run_ok(script.name, *script.short_run, "--env-id", "tests.envs:ShiftedActions-v0", "--save-model",
+           "--eval-episodes", "1", cwd=tmp_path)
+
+
 COMMON_BAD_INPUTS = [
     (("--env-id", "NoSuchEnv-v0"), "NoSuchEnv"),
     (("--env-id", "tests.envs:ImageObs-v0"), "ppo_atari.py"),
