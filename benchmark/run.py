@@ -84,8 +84,9 @@ def jobs_of(entries: list) -> list:
 
 
 def tidy_rows(scalars: dict) -> list:
-    """One row per training episode: global_step, wall_time (s since the first episode), episodic_return, and
-    the SPS logged last at or before that step."""
+    """One row per training episode: global_step, wall_time (s since the first episode was written: the
+    scripts write episodes in batches, every 2% of training), episodic_return, and the SPS logged last at or
+    before that step."""
     sps = scalars.get("charts/SPS", [])
     sps_steps = [step for step, _, _ in sps]  # (step, value, wall time) triples
     episodes = scalars["charts/episodic_return"]
