@@ -91,7 +91,7 @@ class Args:
     num_envs: int = 1
     """the number of parallel game environments (each iteration takes one step in each)"""
     buffer_size: int = 10_000
-    """the replay memory buffer size, in transitions (rounded down to a multiple of --num-envs)"""
+    """the replay memory buffer size, in transitions (rounded down to a whole number of steps of all envs)"""
     gamma: float = 0.99
     """the discount factor gamma"""
     tau: float = 1.0
