@@ -1,3 +1,15 @@
+# /// script
+# requires-python = ">=3.10"
+# dependencies = [
+#     "torch>=2.4",
+#     "numpy>=1.26",
+#     "gymnasium[classic-control,mujoco]>=1.1,<2",
+#     "tyro>=0.8",
+#     "tensorboard>=2.15",
+#     "wandb>=0.18",
+#     "moviepy>=1.0",
+# ]
+# ///
 """Deep Q-Network (DQN) for vector observations and discrete actions.
 
 DQN (Mnih et al. 2015, "Human-level control through deep reinforcement learning", Nature 518) learns the
@@ -120,7 +132,7 @@ def check_spaces(obs_space: gym.Space, act_space: gym.Space) -> Optional[str]:
     """Why dqn.py cannot run on these spaces, or None if it can."""
     if isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) >= 2:
         return f"image observations {obs_space.shape} need a convolutional network: use ppo_atari.py"
-    if not isinstance(obs_space, gym.spaces.Box):
+    if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) != 1:
         return f"dqn.py needs a flat Box observation space, got {obs_space}"
     if isinstance(act_space, gym.spaces.Box):
         return f"dqn.py needs a Discrete action space, got {act_space}: use ppo.py or ddpg_continuous.py"
@@ -159,9 +171,25 @@ def make_env(env_id: str, idx: int, capture_video: bool, run_name: str):
             env = gym.wrappers.RecordVideo(env, f"videos/{run_name}", disable_logger=True)
         else:
             env = gym.make(env_id)
+        if isinstance(env.observation_space, gym.spaces.Discrete):
+            # A Discrete(n) observation (FrozenLake's cell number) names a state, it does not measure one: feed
+            # the network a one-hot vector of n inputs, as stable-baselines3 does. For a Discrete space,
+            # FlattenObservation is exactly that one-hot encoding.
+            env = gym.wrappers.FlattenObservation(env)
         return env
 
     return thunk
+
+
+def is_atari(env_id: str) -> bool:
+    """Whether env_id names an Atari game. ale-py registers those ids only once imported, and this file
+    does not import it (pixels are ppo_atari.py's business), so gym.make alone says "not found"."""
+    try:
+        import ale_py
+    except ImportError:
+        return env_id.startswith("ALE/")
+    gym.register_envs(ale_py)
+    return env_id in gym.registry
 
 
 class ReplayBuffer:
@@ -174,7 +202,7 @@ class ReplayBuffer:
     wraps around midway and is written as a slice (about three times faster than scattering rows by index).
     """
 
-    def __init__(self, size: int, obs_shape: tuple, seed: int):
+    def __init__(self, size: int, obs_shape: tuple, seed):
         self.obs = np.zeros((size,) + obs_shape, np.float32)
         self.next_obs = np.zeros((size,) + obs_shape, np.float32)
         self.actions = np.zeros(size, np.int64)
@@ -223,6 +251,15 @@ def linear_schedule(start_e: float, end_e: float, duration: float, t: int) -> fl
     return max(end_e, start_e + (end_e - start_e) * t / duration)
 
 
+def target_update_rate(tau: float, global_step: int, num_envs: int, frequency: int) -> float:
+    """The step size of this iteration's target-network update: 0 if global_step crossed no multiple of
+    `frequency`; else k Polyak steps theta^- <- (1 - tau) theta^- + tau theta taken at once, which move the
+    target by 1 - (1 - tau)^k. With several envs an iteration can cross k > 1 multiples, and a target moved
+    only once would track more slowly than configured."""
+    crossed = global_step // frequency - (global_step - num_envs) // frequency
+    return 1.0 - (1.0 - tau) ** crossed
+
+
 def td_target(rewards, terminations, next_q_target, gamma: float, next_q_online=None) -> torch.Tensor:
     """y = r + gamma * (1 - terminated) * Q_target(s', a'), with a' = argmax of Q_target (DQN) or, given
     next_q_online, of the online network (Double DQN). next_q_* are (batch, num_actions)."""
@@ -246,14 +283,15 @@ def real_next_obs(next_obs: np.ndarray, infos: dict) -> np.ndarray:
 
 def load_checkpoint(path: str, device: torch.device):
     """Rebuild (Q-network, saved args dict) from a checkpoint written by --save-model.
-    weights_only=True: loading someone else's file cannot run their code."""
-    ckpt = torch.load(path, map_location=device, weights_only=True)
+    weights_only=True: loading someone else's file cannot run their code. The file is read onto the CPU,
+    whatever device wrote it, and only the network moves to `device`."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
     saved = ckpt["args"]
-    env = gym.make(saved["env_id"])
-    q_network = QNetwork(env.observation_space.shape[0], int(env.action_space.n)).to(device)
+    env = make_env(saved["env_id"], 0, False, "")()
+    q_network = QNetwork(env.observation_space.shape[0], int(env.action_space.n))
     q_network.load_state_dict(ckpt["model"])
     env.close()
-    return q_network, saved
+    return q_network.to(device), saved
 
 
 def evaluate(q_network: QNetwork, saved: dict, eval_episodes: int, run_name: str, capture_video: bool,
@@ -305,8 +343,10 @@ if __name__ == "__main__":
 
     # Validate everything before the first file is written (or the buffer allocated).
     try:
-        probe = gym.make(args.env_id)
+        probe = make_env(args.env_id, 0, False, "")()
     except (gym.error.Error, ModuleNotFoundError, ImportError) as e:
+        if is_atari(args.env_id):
+            fail(f"{args.env_id} is an Atari game, played from pixels: use ppo_atari.py")
         fail(f"cannot make env {args.env_id!r}: {e}")
     problem = check_spaces(probe.observation_space, probe.action_space) or check_sizes(args)
     if problem:
@@ -339,7 +379,10 @@ if __name__ == "__main__":
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
     torch.backends.cudnn.deterministic = args.torch_deterministic
-    rng = np.random.default_rng(args.seed)  # exploration
+    # Exploration and replay sampling draw from independent streams derived from the seed (two generators
+    # seeded with the same number would draw the same numbers, coupling the two).
+    explore_seed, replay_seed = np.random.SeedSequence(args.seed).spawn(2)
+    rng = np.random.default_rng(explore_seed)
 
     # Env setup. SAME_STEP autoreset: a finished env is reset inside the step that ended it, and its real
     # final observation comes back in infos["final_obs"] (see the module docstring).
@@ -356,7 +399,7 @@ if __name__ == "__main__":
     target_network = QNetwork(obs_shape[0], num_actions).to(device)
     target_network.load_state_dict(q_network.state_dict())
     print(f"replay buffer: {buffer_size} transitions, {buffer_bytes / 2**20:.1f} MiB")
-    rb = ReplayBuffer(buffer_size, obs_shape, args.seed)
+    rb = ReplayBuffer(buffer_size, obs_shape, replay_seed)
 
     start_time = time.time()
     # Episode statistics, summed here rather than by gymnasium's RecordEpisodeStatistics wrapper (its per-step
@@ -420,10 +463,12 @@ if __name__ == "__main__":
                     writer.add_scalar("losses/td_loss", loss.item(), global_step)
                     writer.add_scalar("losses/q_values", q_values.mean().item(), global_step)
 
-        # Target network: refreshed whenever global_step crosses a multiple of target_network_frequency.
-        if global_step // args.target_network_frequency > (global_step - args.num_envs) // args.target_network_frequency:
-            for target_param, param in zip(target_network.parameters(), q_network.parameters()):
-                target_param.data.copy_(args.tau * param.data + (1.0 - args.tau) * target_param.data)
+        # Target network: refreshed (tau = 1) or moved towards the Q-network (tau < 1) once for every multiple of
+        # target_network_frequency that global_step crossed.
+        rate = target_update_rate(args.tau, global_step, args.num_envs, args.target_network_frequency)
+        if rate > 0:
+            with torch.no_grad():
+                torch._foreach_lerp_(list(target_network.parameters()), list(q_network.parameters()), rate)
 
         if iteration % print_every == 0 or iteration == num_iterations:
             for end_step, episodic_return, episodic_length in finished:
@@ -434,8 +479,10 @@ if __name__ == "__main__":
             writer.add_scalar("charts/SPS", sps, global_step)
             writer.add_scalar("charts/epsilon", epsilon, global_step)
             mean_return = f"{np.mean(recent_returns):.1f}" if recent_returns else "n/a"
+            elapsed = time.time() - start_time
+            remaining = elapsed * (num_iterations - iteration) / iteration
             print(f"step {global_step}/{args.total_timesteps} | SPS {sps} | return {mean_return} (last 10 episodes)"
-                  f" | epsilon {epsilon:.2f} | {time.time() - start_time:.0f}s", flush=True)
+                  f" | epsilon {epsilon:.2f} | {elapsed:.0f}s elapsed, ~{remaining:.0f}s left", flush=True)
 
     envs.close()
     if args.save_model:

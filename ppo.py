@@ -1,3 +1,15 @@
+# /// script
+# requires-python = ">=3.10"
+# dependencies = [
+#     "torch>=2.4",
+#     "numpy>=1.26",
+#     "gymnasium[classic-control,mujoco]>=1.1,<2",
+#     "tyro>=0.8",
+#     "tensorboard>=2.15",
+#     "wandb>=0.18",
+#     "moviepy>=1.0",
+# ]
+# ///
 """Proximal Policy Optimization (PPO) for vector observations, discrete or continuous actions.
 
 PPO (Schulman et al. 2017, https://arxiv.org/abs/1707.06347) is an on-policy actor-critic method. The
@@ -147,7 +159,7 @@ def check_spaces(obs_space: gym.Space, act_space: gym.Space) -> Optional[str]:
     """Why ppo.py cannot run on these spaces, or None if it can."""
     if isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) >= 2:
         return f"image observations {obs_space.shape} need a convolutional network: use ppo_atari.py"
-    if not isinstance(obs_space, gym.spaces.Box):
+    if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) != 1:
         return f"ppo.py needs a flat Box observation space, got {obs_space}"
     if isinstance(act_space, gym.spaces.Discrete):
         return None
@@ -180,27 +192,43 @@ def make_env(env_id: str, idx: int, capture_video: bool, run_name: str):
             env = gym.wrappers.RecordVideo(env, f"videos/{run_name}", disable_logger=True)
         else:
             env = gym.make(env_id)
+        if isinstance(env.observation_space, gym.spaces.Discrete):
+            # A Discrete(n) observation (FrozenLake's cell number) names a state, it does not measure one: feed
+            # the network a one-hot vector of n inputs, as stable-baselines3 does. For a Discrete space,
+            # FlattenObservation is exactly that one-hot encoding.
+            env = gym.wrappers.FlattenObservation(env)
         return env
 
     return thunk
+
+
+def is_atari(env_id: str) -> bool:
+    """Whether env_id names an Atari game. ale-py registers those ids only once imported, and this file
+    does not import it (pixels are ppo_atari.py's business), so gym.make alone says "not found"."""
+    try:
+        import ale_py
+    except ImportError:
+        return env_id.startswith("ALE/")
+    gym.register_envs(ale_py)
+    return env_id in gym.registry
 
 
 def action_to_env(space: gym.Space):
     """Return the map from policy actions to env actions.
 
     The Gaussian policy acts in a normalized space where [-1, 1] spans the env's bounds: the same
-    initial std then explores every Box alike, whatever its scale. Actions are clipped and rescaled only
+    initial std then explores every Box alike, whatever its scale. Actions are rescaled and clipped only
     on their way to the env; training keeps the sampled action, whose log-probability the policy knows.
-    Unbounded dimensions pass through unchanged. Discrete actions are indices 0..n-1 for the policy and
-    start..start+n-1 for a Discrete(n, start) env (start is usually 0).
+    A dimension without two finite bounds is not rescaled, but still clipped at the bound it has (as
+    gymnasium's ClipAction does): an action the env declares invalid never reaches it. Discrete actions
+    are indices 0..n-1 for the policy and start..start+n-1 for a Discrete(n, start) env (start is usually 0).
     """
     if isinstance(space, gym.spaces.Discrete):
         return lambda action: action + space.start
     finite = np.isfinite(space.low) & np.isfinite(space.high)
-    low, high = np.where(finite, space.low, -1.0), np.where(finite, space.high, 1.0)  # unbounded: identity
+    low, high = np.where(finite, space.low, -1.0), np.where(finite, space.high, 1.0)  # half-bounded: identity
     center, half_range = (high + low) / 2.0, (high - low) / 2.0
-    limit = np.where(finite, 1.0, np.inf)
-    return lambda action: center + half_range * np.clip(action, -limit, limit)
+    return lambda action: np.clip(center + half_range * action, space.low, space.high)
 
 
 class RunningMeanStd:
@@ -367,16 +395,17 @@ def explained_variance(predictions: np.ndarray, targets: np.ndarray) -> float:
 
 def load_checkpoint(path: str, device: torch.device):
     """Rebuild (agent, obs normalizer, saved args dict) from a checkpoint written by --save-model.
-    weights_only=True: loading someone else's file cannot run their code."""
-    ckpt = torch.load(path, map_location=device, weights_only=True)
+    weights_only=True: loading someone else's file cannot run their code. The file is read onto the CPU,
+    whatever device wrote it: the statistics become NumPy arrays, and only the network moves to `device`."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
     saved = ckpt["args"]
-    env = gym.make(saved["env_id"])
-    agent = Agent(env.observation_space.shape[0], env.action_space).to(device)
+    env = make_env(saved["env_id"], 0, False, "")()
+    agent = Agent(env.observation_space.shape[0], env.action_space)
     agent.load_state_dict(ckpt["model"])
     obs_norm = ObsNormalizer(env.observation_space.shape, saved["obs_clip"], saved["norm_obs"])
     obs_norm.load_state_dict(ckpt["obs_rms"])
     env.close()
-    return agent, obs_norm, saved
+    return agent.to(device), obs_norm, saved
 
 
 def evaluate(agent: Agent, obs_norm: ObsNormalizer, saved: dict, eval_episodes: int, run_name: str,
@@ -430,8 +459,10 @@ if __name__ == "__main__":
 
     # Validate everything before the first file is written.
     try:
-        probe = gym.make(args.env_id)
+        probe = make_env(args.env_id, 0, False, "")()
     except (gym.error.Error, ModuleNotFoundError, ImportError) as e:
+        if is_atari(args.env_id):
+            fail(f"{args.env_id} is an Atari game, played from pixels: use ppo_atari.py")
         fail(f"cannot make env {args.env_id!r}: {e}")
     problem = check_spaces(probe.observation_space, probe.action_space)
     if problem:
@@ -596,8 +627,10 @@ if __name__ == "__main__":
                 writer.add_scalar("charts/episodic_length", episodic_length, end_step)
             finished.clear()
             mean_return = f"{np.mean(recent_returns):.1f}" if recent_returns else "n/a"
+            elapsed = time.time() - start_time
+            remaining = elapsed * (num_iterations - iteration) / iteration
             print(f"step {global_step}/{args.total_timesteps} | SPS {sps} | return {mean_return} (last 10 episodes)"
-                  f" | {time.time() - start_time:.0f}s", flush=True)
+                  f" | {elapsed:.0f}s elapsed, ~{remaining:.0f}s left", flush=True)
 
     envs.close()
     if args.save_model:

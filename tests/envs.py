@@ -34,6 +34,16 @@ class ImageObsEnv(ConstantRewardEnv):
         return np.zeros((84, 84, 3), np.uint8), {}
 
 
+class ScalarObsEnv(ConstantRewardEnv):
+    """A Box observation of shape (): a number, not a vector."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (), np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.zeros((), np.float32), {}
+
+
 class MultiDiscreteActionEnv(ConstantRewardEnv):
     """An action space that ppo.py does not handle."""
 
@@ -53,6 +63,7 @@ class ShiftedActionsEnv(ConstantRewardEnv):
 CONSTANT_REWARD_LIMIT = 10
 gym.register("ConstantReward-v0", entry_point=ConstantRewardEnv, max_episode_steps=CONSTANT_REWARD_LIMIT)
 gym.register("ImageObs-v0", entry_point=ImageObsEnv, max_episode_steps=10)
+gym.register("ScalarObs-v0", entry_point=ScalarObsEnv, max_episode_steps=10)
 gym.register("ShiftedActions-v0", entry_point=ShiftedActionsEnv, max_episode_steps=10)
 gym.register("MultiDiscreteAction-v0", entry_point=MultiDiscreteActionEnv, max_episode_steps=10)
 
@@ -75,3 +86,9 @@ class CountingEnv(gym.Env):
 
 COUNTING_LIMIT = 3
 gym.register("Counting-v0", entry_point=CountingEnv, max_episode_steps=COUNTING_LIMIT)
+
+
+# FrozenLake without the slippery ice: every action does what it says, so the greedy policy of a learned
+# Q-function reaches the goal every time. Its observation is Discrete(16), one-hot encoded by the scripts.
+gym.register("FrozenLakeDeterministic-v0", entry_point="gymnasium.envs.toy_text.frozen_lake:FrozenLakeEnv",
+             kwargs={"is_slippery": False}, max_episode_steps=100)

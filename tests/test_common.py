@@ -1,16 +1,29 @@
 """What every algorithm script promises, tested on each: its flags, logs, checkpoints, evaluation, seeding,
-handling of time-limit truncation, and one-line errors for a user's mistakes."""
+handling of time-limit truncation, one-line errors for a user's mistakes, and the inline metadata that lets
+a copied file say what it needs."""
 
+import ast
 import glob
+import importlib
+import importlib.metadata
+import re
+import sys
 from dataclasses import dataclass
 
 import pytest
 import torch
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 import dqn
 import ppo
 from tests.envs import CONSTANT_REWARD_LIMIT
-from tests.helpers import logged_numbers, read_scalars, run_dir, run_ok, run_script
+from tests.helpers import REPO, logged_numbers, read_scalars, run_dir, run_ok, run_script
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib
 
 
 @dataclass(frozen=True)
@@ -58,6 +71,7 @@ def test_smoke_with_checkpoint_video_tracking_and_evaluation(tmp_path, script):
     result = run_ok(script.name, *script.short_run, "--save-model", "--capture-video", "--track",
                     "--eval-episodes", "2", cwd=tmp_path)
     assert "eval: mean return" in result.stdout
+    assert re.search(r"^step \d+/\d+ \| SPS \d+ \| .* \| \d+s elapsed, ~\d+s left$", result.stdout, re.M), result.stdout
     run = run_dir(tmp_path)
     scalars = read_scalars(run)
     for tag in script.tags + ("eval/episodic_return",):
@@ -70,6 +84,11 @@ def test_smoke_with_checkpoint_video_tracking_and_evaluation(tmp_path, script):
     stem = script.name[: -len(".py")]
     checkpoint = torch.load(run / f"{stem}.pt", weights_only=True)
     assert checkpoint["args"]["env_id"] == "CartPole-v1" and checkpoint["args"]["seed"] == 1
+    # A checkpoint is read onto the CPU and only its networks move to the device, so it loads for any device
+    # (on a GPU machine, statistics mapped onto the GPU once broke .numpy()). "meta" stands in for a GPU here.
+    loaded = importlib.import_module(stem).load_checkpoint(str(run / f"{stem}.pt"), torch.device("meta"))
+    networks = [part for part in loaded if isinstance(part, torch.nn.Module)]
+    assert networks and all(p.device.type == "meta" for net in networks for p in net.parameters())
     evaluation = run_ok(script.name, "--eval-checkpoint", str(run / f"{stem}.pt"), "--eval-episodes", "3",
                         "--capture-video", cwd=tmp_path)
     assert "over 3 episodes" in evaluation.stdout
@@ -121,6 +140,8 @@ def test_discrete_actions_may_be_numbered_from_any_start(tmp_path, script):
 COMMON_BAD_INPUTS = [
     (("--env-id", "NoSuchEnv-v0"), "NoSuchEnv"),
     (("--env-id", "tests.envs:ImageObs-v0"), "ppo_atari.py"),
+    (("--env-id", "tests.envs:ScalarObs-v0"), "needs a flat Box observation space"),
+    (("--env-id", "Blackjack-v1"), "needs a flat Box observation space, got Tuple"),
     (("--total-timesteps", "0"), "--total-timesteps must be positive"),
     (("--num-envs", "-1"), "--num-envs must be positive"),
     (("--learning-rate", "0"), "--learning-rate must be positive"),
@@ -128,6 +149,8 @@ COMMON_BAD_INPUTS = [
 ]
 BAD_INPUTS = [(script, flags, message) for script in SCRIPTS for flags, message in COMMON_BAD_INPUTS] + [
     (SCRIPTS[0], ("--env-id", "tests.envs:MultiDiscreteAction-v0"), "MultiDiscrete"),
+    (SCRIPTS[0], ("--env-id", "BreakoutNoFrameskip-v4"), "Atari game, played from pixels: use ppo_atari.py"),
+    (SCRIPTS[1], ("--env-id", "ALE/Pong-v5"), "Atari game, played from pixels: use ppo_atari.py"),
     (SCRIPTS[0], ("--num-minibatches", "3"), "does not divide"),
     (SCRIPTS[0], ("--num-steps", "0"), "--num-steps must be positive"),
     (SCRIPTS[0], ("--total-timesteps", "100"), "smaller than one rollout"),
@@ -157,3 +180,49 @@ def test_a_file_that_is_not_a_checkpoint_gets_one_line(tmp_path, script):
     result = run_script(script.name, "--eval-checkpoint", "notes.pt", cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert f"{script.name}: error: cannot load checkpoint notes.pt" in result.stderr
+
+
+# ------------------------------------------------------------------------- inline script metadata (PEP 723)
+
+PEP_723_BLOCK = re.compile(r"(?m)^# /// (?P<type>[a-zA-Z0-9-]+)$\s(?P<content>(^#(| .*)$\s)+)^# ///$")
+
+
+def script_metadata(source: str) -> dict:
+    """The `# /// script` block of a file, parsed as PEP 723 specifies."""
+    (block,) = [m for m in PEP_723_BLOCK.finditer(source) if m.group("type") == "script"]
+    lines = block.group("content").splitlines(keepends=True)
+    return tomllib.loads("".join(line[2:] if line.startswith("# ") else line[1:] for line in lines))
+
+
+def required_imports(source: str) -> set:
+    """Top-level names of the third-party modules a file imports, except optional ones (imported inside a
+    try whose handler catches ImportError)."""
+    tree, optional = ast.parse(source), set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Try) and any(isinstance(h.type, ast.Name) and h.type.id in (
+                "ImportError", "ModuleNotFoundError") for h in node.handlers):
+            optional |= {id(child) for statement in node.body for child in ast.walk(statement)}
+    names = set()
+    for node in ast.walk(tree):
+        if id(node) in optional:
+            continue
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return {name for name in names if name not in sys.stdlib_module_names}
+
+
+@by_name
+def test_inline_metadata_lists_a_package_for_every_import(script):
+    # `uv run SCRIPT` installs what the block lists, so a copied file runs alone: every module the script
+    # imports must come from a listed distribution (as installed here: importlib.metadata knows which).
+    source = (REPO / script.name).read_text()
+    metadata = script_metadata(source)
+    assert metadata["requires-python"].startswith(">=3.10")
+    listed = {canonicalize_name(Requirement(dependency).name) for dependency in metadata["dependencies"]}
+    providers = importlib.metadata.packages_distributions()
+    imports = required_imports(source)
+    assert {"torch", "numpy", "gymnasium", "tyro"} <= imports
+    for module in imports:
+        assert {canonicalize_name(d) for d in providers.get(module, [])} & listed, f"{module} is not listed"

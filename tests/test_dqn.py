@@ -61,6 +61,14 @@ def test_td_target_matches_hand_computation():
     assert dqn.td_target(rewards, terminations, next_q_target, 0.5, next_q_online).tolist() == [1.5, 2.0]
 
 
+def test_target_moves_once_for_every_multiple_of_its_frequency_crossed():
+    # Frequency 4: 3 envs go 3 -> 6 and cross 4 once; 10 envs go 10 -> 20 and cross 12, 16 and 20.
+    assert dqn.target_update_rate(0.5, 3, 3, 4) == 0.0
+    assert dqn.target_update_rate(0.5, 6, 3, 4) == 0.5
+    assert dqn.target_update_rate(0.5, 20, 10, 4) == pytest.approx(1 - 0.5**3)  # three Polyak steps of 0.5
+    assert dqn.target_update_rate(1.0, 20, 10, 4) == 1.0  # a hard copy stays a copy
+
+
 def test_epsilon_decays_linearly_then_stays():
     values = [dqn.linear_schedule(1.0, 0.05, 100, t) for t in (0, 50, 100, 200)]
     assert values == pytest.approx([1.0, 0.525, 0.05, 0.05])
@@ -82,3 +90,15 @@ def test_solves_cartpole(tmp_path):
     # 475 for most seeds.)
     run_ok("dqn.py", "--seed", "1", cwd=tmp_path)
     assert last_mean(read_scalars(run_dir(tmp_path)), "charts/episodic_return", 10) >= 475
+
+
+def test_learns_frozen_lake_from_one_hot_observations(tmp_path):
+    # FrozenLake's observation is a Discrete(16) cell number, one-hot encoded by the script. On the ice without
+    # slipping the greedy policy must reach the goal in every evaluation episode. With gamma 0.9 seeds 1-4 all
+    # evaluated at 1.00 after 15k steps; with 0.99 a wasted step costs only 1% of the value, and 2 of 3 greedy
+    # policies ran into a wall forever after 20k steps.
+    result = run_ok("dqn.py", "--env-id", "tests.envs:FrozenLakeDeterministic-v0", "--seed", "1", "--gamma", "0.9",
+                    "--total-timesteps", "15000", "--learning-starts", "1000", "--train-frequency", "2",
+                    "--target-network-frequency", "200", "--batch-size", "64", "--learning-rate", "1e-3",
+                    "--exploration-fraction", "0.3", "--save-model", "--eval-episodes", "10", cwd=tmp_path)
+    assert "eval: mean return 1.00 over 10 episodes" in result.stdout

@@ -62,6 +62,12 @@ def test_actions_map_to_any_bounds_and_clip_there():
     assert ppo.action_to_env(gym.spaces.Discrete(3))(np.array([2])) == np.array([2])
 
 
+def test_a_dimension_bounded_on_one_side_is_clipped_at_that_bound():
+    to_env = ppo.action_to_env(gym.spaces.Box(np.array([0.0, -np.inf]), np.array([np.inf, 5.0]), dtype=np.float64))
+    np.testing.assert_allclose(to_env(np.array([-2.0, 9.0])), [0.0, 5.0])  # out of bounds: clipped
+    np.testing.assert_allclose(to_env(np.array([3.0, -7.0])), [3.0, -7.0])  # inside: unchanged, not rescaled
+
+
 def test_running_mean_std_equals_the_statistics_of_all_batches():
     rms, batches = ppo.RunningMeanStd((2,)), [np.random.default_rng(i).normal(i, i + 1, (50, 2)) for i in range(4)]
     for batch in batches:
@@ -98,8 +104,19 @@ def test_hopper_smoke_saves_the_observation_statistics_with_the_weights(tmp_path
     agent, obs_norm, saved = ppo.load_checkpoint(str(run / "ppo.pt"), torch.device("cpu"))
     assert agent.continuous and saved["norm_obs"] and saved["num_steps"] == 512
     assert obs_norm.rms.count > 1000 and np.all(obs_norm.rms.var != 1.0)
+    # Loaded for another device ("meta" stands in for a GPU), the statistics stay NumPy arrays on the CPU.
+    _, meta_obs_norm, _ = ppo.load_checkpoint(str(run / "ppo.pt"), torch.device("meta"))
+    np.testing.assert_array_equal(meta_obs_norm.rms.var, obs_norm.rms.var)
     assert "over 1 episodes" in run_ok("ppo.py", "--eval-checkpoint", str(run / "ppo.pt"), "--eval-episodes", "1",
                                        cwd=tmp_path).stdout
+
+
+def test_discrete_observations_are_one_hot_encoded(tmp_path):
+    # FrozenLake-v1 observes a Discrete(16) cell number: the network gets 16 one-hot inputs.
+    run_ok("ppo.py", "--env-id", "FrozenLake-v1", "--total-timesteps", "512", "--save-model", "--eval-episodes", "1",
+           cwd=tmp_path)
+    agent, _, _ = ppo.load_checkpoint(str(run_dir(tmp_path) / "ppo.pt"), torch.device("cpu"))
+    assert agent.actor[0].in_features == 16
 
 
 def test_solves_cartpole(tmp_path):
