@@ -5,6 +5,7 @@ way, where an entry asks for it), then turn their logs into tidy CSVs, a results
     python benchmark/run.py --profile quick          # a few minutes: every script on a small env, one seed
     python benchmark/run.py --profile full           # hours: the published budgets, 3 seeds, beside SB3
     python benchmark/run.py --profile full --report-only   # tables and plots from the runs finished so far
+    python benchmark/run.py --profile full --scripts dqn.py --envs Acrobot-v1   # run only these rows
 
 Everything lands in benchmark/results/{profile}/:
   runs/{runner}__{env}__{seed}/episodes.csv   one tidy CSV per finished run (global_step, wall_time,
@@ -81,6 +82,12 @@ class Job:
 def jobs_of(entries: list) -> list:
     return [Job(runner, e, seed) for e in entries for runner in ([e.script] + (["sb3-" + e.script] if e.sb3 else []))
             for seed in e.seeds]
+
+
+def select(jobs: list, scripts: tuple = (), envs: tuple = (), seeds: tuple = ()) -> list:
+    """The jobs of the given scripts (with their SB3 twins), envs and seeds; an empty selection keeps all."""
+    return [job for job in jobs if (not scripts or job.entry.script in scripts)
+            and (not envs or job.entry.env_id in envs) and (not seeds or job.seed in seeds)]
 
 
 def tidy_rows(scalars: dict) -> list:
@@ -208,7 +215,8 @@ def report(out: Path, jobs: list):
 
 
 def main(profile: Literal[tuple(PROFILES)] = "quick", jobs: int = os.cpu_count() or 1, report_only: bool = False,
-         results: Path = REPO / "benchmark" / "results"):
+         results: Path = REPO / "benchmark" / "results", scripts: tuple[str, ...] = (), envs: tuple[str, ...] = (),
+         seeds: tuple[int, ...] = ()):
     """Run a profile's unfinished runs, `jobs` at a time (one torch thread each), then report.
 
     Args:
@@ -216,14 +224,25 @@ def main(profile: Literal[tuple(PROFILES)] = "quick", jobs: int = os.cpu_count()
         jobs: runs at once; the machine's core count by default.
         report_only: only rebuild the tables and plots from the finished runs.
         results: where results/{profile}/ goes.
+        scripts: run only these scripts' rows (and their SB3 twins); all by default.
+        envs: run only these envs' rows; all by default.
+        seeds: run only these seeds; all by default.
     """
     out = results / profile
     all_jobs = jobs_of(PROFILES[profile])
-    todo = [job for job in all_jobs if not (out / "runs" / job.name / "episodes.csv").exists()]
+    for name, chosen, known in (("script", scripts, {job.entry.script for job in all_jobs}),
+                                ("env", envs, {job.entry.env_id for job in all_jobs}),
+                                ("seed", seeds, {job.seed for job in all_jobs})):
+        if set(chosen) - known:
+            sys.exit(f"run.py: error: profile {profile} has no {name} {', '.join(map(str, set(chosen) - known))}; "
+                     f"it has {', '.join(sorted(map(str, known)))}")
+    # The selection only chooses what runs: the summary and the pictures cover every finished run of the profile.
+    selected = select(all_jobs, scripts, envs, seeds)
+    todo = [job for job in selected if not (out / "runs" / job.name / "episodes.csv").exists()]
     if not report_only and todo:
         from tqdm import tqdm
 
-        print(f"{len(all_jobs) - len(todo)} of {len(all_jobs)} runs already finished; running {len(todo)}")
+        print(f"{len(selected) - len(todo)} of {len(selected)} selected runs already finished; running {len(todo)}")
         failures = []
         with ThreadPoolExecutor(max_workers=max(jobs, 1)) as pool, tqdm(total=len(todo), unit="run") as bar:
             futures = {pool.submit(run_job, job, out): job for job in todo}

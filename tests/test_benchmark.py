@@ -34,3 +34,12 @@ def test_sb3_entries_double_the_jobs_and_names_are_distinct():
     jobs = run.jobs_of([run.Entry("dqn.py", "Acrobot-v1", 1000, seeds=(1, 2, 3), sb3=True)])
     assert len(jobs) == 6 and len({job.name for job in jobs}) == 6
     assert {job.runner for job in jobs} == {"dqn.py", "sb3-dqn.py"}
+
+
+def test_selection_keeps_the_chosen_scripts_envs_and_seeds_with_their_sb3_twins():
+    jobs = run.jobs_of([run.Entry("ppo.py", "CartPole-v1", 1000, sb3=True), run.Entry("ppo.py", "Hopper-v4", 1000),
+                        run.Entry("dqn.py", "CartPole-v1", 1000)])
+    assert run.select(jobs) == jobs
+    assert {job.name for job in run.select(jobs, scripts=("ppo.py",), envs=("CartPole-v1",), seeds=(2,))} == {
+        "ppo__CartPole-v1__2", "sb3-ppo__CartPole-v1__2"}
+    assert {job.entry.script for job in run.select(jobs, envs=("CartPole-v1",))} == {"ppo.py", "dqn.py"}
