@@ -202,7 +202,7 @@ class ReplayBuffer:
     wraps around midway and is written as a slice (about three times faster than scattering rows by index).
     """
 
-    def __init__(self, size: int, obs_shape: tuple, seed):
+    def __init__(self, size: int, obs_shape: tuple, seed: int | np.random.SeedSequence):
         self.obs = np.zeros((size,) + obs_shape, np.float32)
         self.next_obs = np.zeros((size,) + obs_shape, np.float32)
         self.actions = np.zeros(size, np.int64)
@@ -468,6 +468,7 @@ if __name__ == "__main__":
         rate = target_update_rate(args.tau, global_step, args.num_envs, args.target_network_frequency)
         if rate > 0:
             with torch.no_grad():
+                # theta^- <- theta^- + rate * (theta - theta^-), all tensors in one fused operation
                 torch._foreach_lerp_(list(target_network.parameters()), list(q_network.parameters()), rate)
 
         if iteration % print_every == 0 or iteration == num_iterations:
