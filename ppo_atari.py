@@ -166,8 +166,6 @@ def check_env(env: gym.Env, env_id: str) -> Optional[str]:
     if not isinstance(env.unwrapped, ale_py.AtariEnv):
         return (f"{env_id} is not an Atari game: ppo_atari.py plays ALE games from pixels (e.g. "
                 f"BreakoutNoFrameskip-v4, ALE/Pong-v5); for vector observations use ppo.py")
-    if len(env.observation_space.shape) != 3:
-        return f"{env_id} observes the console's RAM {env.observation_space.shape}, a vector: use ppo.py"
     return None
 
 

@@ -172,7 +172,6 @@ BAD_INPUTS = [(script, flags, message) for script in SCRIPTS for flags, message 
 BAD_INPUTS += [(next(s for s in SCRIPTS if s.name == "ppo_atari.py"), flags, message) for flags, message in [
     (("--env-id", "CartPole-v1"), "for vector observations use ppo.py"),
     (("--env-id", "tests.envs:ImageObs-v0"), "not an Atari game"),
-    (("--env-id", "ALE/Breakout-ram-v5"), "RAM (128,), a vector: use ppo.py"),
     (("--num-minibatches", "3"), "does not divide"),
     (("--total-timesteps", "100"), "smaller than one rollout"),
 ]]
