@@ -22,12 +22,20 @@ EQUIVALENTS = {
         train_freq=10, gradient_steps=1, target_update_interval=500, exploration_fraction=0.5,
         exploration_initial_eps=1.0, exploration_final_eps=0.05,
         policy_kwargs=dict(net_arch=[120, 84], activation_fn=torch.nn.ReLU)), False),
+    # ppo_atari.py: CleanRL's Atari settings; CnnPolicy is the same Nature CNN trunk shared by both heads.
+    # clip_range_vf: ppo_atari.py clips the value loss as CleanRL does (SB3's default does not).
+    ("ppo_atari.py", "discrete"): ("PPO", 8, dict(
+        n_steps=128, batch_size=256, n_epochs=4, learning_rate=lambda remaining: 2.5e-4 * remaining,
+        gamma=0.99, gae_lambda=0.95, clip_range=0.1, clip_range_vf=0.1, ent_coef=0.01, vf_coef=0.5,
+        max_grad_norm=0.5), False),
 }
 
 
 def action_kind(env_id: str) -> str:
+    import ale_py
     import gymnasium as gym
 
+    gym.register_envs(ale_py)  # the Atari ids
     env = gym.make(env_id)
     kind = "continuous" if isinstance(env.action_space, gym.spaces.Box) else "discrete"
     env.close()
@@ -41,6 +49,13 @@ def make_model(script: str, env_id: str, seed: int, tensorboard_log=None):
     from stable_baselines3.common.vec_env import VecNormalize
 
     algo, num_envs, kwargs, normalize = EQUIVALENTS[(script, action_kind(env_id))]
+    if script == "ppo_atari.py":  # the same Atari preprocessing: SB3's AtariWrapper and a stack of 4 frames
+        from stable_baselines3.common.env_util import make_atari_env
+        from stable_baselines3.common.vec_env import VecFrameStack
+
+        envs = VecFrameStack(make_atari_env(env_id, n_envs=num_envs, seed=seed, env_kwargs=dict(frameskip=1)), 4)
+        return getattr(stable_baselines3, algo)("CnnPolicy", envs, device="cpu", seed=seed,
+                                                tensorboard_log=tensorboard_log, **kwargs)
     envs = make_vec_env(env_id, n_envs=num_envs, seed=seed)
     if normalize:
         envs = VecNormalize(envs, gamma=kwargs.get("gamma", 0.99))

@@ -39,6 +39,8 @@ CONFIGS = {
     "ppo-hopper": Config("ppo.py", "Hopper-v4"),
     # dqn.py's defaults (CleanRL's): 1 env, a gradient step of batch 128 every 10 env steps, 120-84 ReLU MLP.
     "dqn-cartpole": Config("dqn.py", "CartPole-v1"),
+    # ppo_atari.py's defaults (CleanRL's): 8 preprocessed Breakout envs x 128 steps, 4 epochs of 4 minibatches.
+    "ppo-atari-breakout": Config("ppo_atari.py", "BreakoutNoFrameskip-v4"),
 }
 
 
@@ -78,14 +80,17 @@ def measure_sb3(config: Config, steps: int, threads: Optional[int]) -> float:
 
 
 def measure_random(config: Config, steps: int) -> float:
-    """The same vector envs (as many as the script uses by default) stepped with random actions: no learner can
-    be faster."""
+    """The same vector envs (as many as the script uses by default, made by the script's own make_env, with its
+    preprocessing) stepped with random actions: no learner can be faster."""
+    import importlib
+
     import gymnasium as gym
 
     from benchmark.sb3_equivalent import EQUIVALENTS, action_kind
 
     num_envs = EQUIVALENTS[(config.script, action_kind(config.env_id))][1]
-    envs = gym.vector.SyncVectorEnv([lambda: gym.make(config.env_id) for _ in range(num_envs)],
+    make_env = importlib.import_module(Path(config.script).stem).make_env
+    envs = gym.vector.SyncVectorEnv([make_env(config.env_id, i, False, "") for i in range(num_envs)],
                                     autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
     envs.reset(seed=1)
     envs.action_space.seed(1)

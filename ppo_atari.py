@@ -1,0 +1,606 @@
+# /// script
+# requires-python = ">=3.10"
+# dependencies = [
+#     "torch>=2.4",
+#     "numpy>=1.26",
+#     "gymnasium>=1.1,<2",
+#     "ale-py>=0.10",
+#     "opencv-python-headless>=4.8",
+#     "tyro>=0.8",
+#     "tensorboard>=2.15",
+#     "wandb>=0.18",
+#     "moviepy>=1.0",
+# ]
+# ///
+"""Proximal Policy Optimization (PPO) from pixels: Atari games through the Arcade Learning Environment.
+
+PPO (Schulman et al. 2017, https://arxiv.org/abs/1707.06347) is an on-policy actor-critic method. The
+actor is a policy pi(a|s), a categorical over the game's joystick actions; the critic is a value function
+V(s). Both read the screen through one shared convolutional trunk (the Nature-DQN network of Mnih et al.
+2015). Each iteration:
+
+  1. Roll out the current policy for `num_steps` steps in each of `num_envs` vectorized envs and store
+     observations, actions, their log-probabilities, values and rewards.
+  2. Estimate advantages with Generalized Advantage Estimation (Schulman et al. 2016,
+     https://arxiv.org/abs/1506.02438, eq. 16): A_t = sum_l (gamma*lambda)^l delta_{t+l}, with the TD error
+     delta_t = r_t + gamma * V(s_{t+1}) - V(s_t). Returns (the critic's targets) are A_t + V(s_t).
+  3. For `update_epochs` epochs, shuffle the rollout into `num_minibatches` minibatches and take a gradient
+     step on each with the loss  L = L_clip - c_ent * entropy + c_vf * L_value,  where the clipped
+     surrogate objective (PPO paper, eq. 7) is
+         L_clip = -E[min(rho_t * A_t, clip(rho_t, 1 - eps, 1 + eps) * A_t)],  rho_t = pi(a_t|s_t) / pi_old(a_t|s_t),
+     so the new policy gains nothing by moving the probability ratio rho_t outside [1 - eps, 1 + eps].
+  4. Repeat until `total_timesteps` env steps have been collected.
+
+The implementation details follow Huang et al., "The 37 Implementation Details of Proximal Policy
+Optimization" (ICLR blog track 2022), i.e. CleanRL's ppo_atari.py, whose defaults this file uses (those of
+the PPO paper's Atari experiments, with 8 envs): orthogonal init, Adam eps 1e-5, learning-rate annealing,
+advantage normalization, a clipped value loss, global gradient-norm clipping.
+
+Atari preprocessing (Mnih et al. 2015; Machado et al. 2018, https://arxiv.org/abs/1709.06009), the steps
+that published PPO results rely on, in the order they apply:
+  a. up to 30 no-op actions at the start of a game, so that games do not all start alike;
+  b. each action repeated for 4 frames (frame skip), the observation being the pixel-wise max of the last
+     two (some games draw objects only every other frame);
+  c. 84x84 grayscale frames;               (a-c: gymnasium's AtariPreprocessing)
+  d. FIRE pressed at the start of a game and after each lost life, in games that wait for it (FireReset);
+  e. a stack of the last 4 frames, so that the network can see motion (gymnasium's FrameStackObservation);
+  f. a lost life ends the *learning* episode: that step is a termination (no bootstrap past it), but the
+     game goes on, and the next observation continues the same game (in the training loop);
+  g. rewards clipped to their sign, -1, 0 or +1, for learning only (in the training loop).
+charts/episodic_return is the game's own score over a whole game, all lives, unclipped: the number that
+published results report.
+
+Which env id: the `*NoFrameskip-v4` ids (e.g. BreakoutNoFrameskip-v4, the default) are a deterministic
+emulator whose only randomness is the no-op starts: the protocol of DQN, of the PPO paper and of CleanRL's
+published ppo_atari.py results, so compare those numbers with these ids. The `ALE/*-v5` ids follow Machado
+et al.'s recommendations: "sticky actions" (with probability 0.25 the emulator repeats the previous action
+instead of the new one, at every frame), which this file keeps; their scores are usually lower and are
+compared with results reported on v5. ALE/*-v5 ids skip 4 frames themselves by default; this file makes
+every ALE env with frameskip=1, so that frames are skipped once, by AtariPreprocessing. Every id ends a game
+after 108,000 frames (30 minutes of play, 27,000 steps): a truncation, which bootstraps.
+
+Episode ends on gymnasium 1.x: an episode that *terminated* (game over, or a lost life for learning) has
+no future, so its last step does not bootstrap; an episode that was *truncated* by the time limit would
+have gone on, so its last step bootstraps from V(final observation). The vector envs reset a finished env
+within the same step (autoreset mode SAME_STEP) and hand over the real final observation in
+`infos["final_obs"]`; the step's `next_obs` is already the next game's first observation, and no
+transition crosses that boundary.
+
+Usage:
+    python ppo_atari.py                                       # BreakoutNoFrameskip-v4, 10M steps
+    python ppo_atari.py --env-id PongNoFrameskip-v4
+    python ppo_atari.py --env-id ALE/Breakout-v5 --save-model --capture-video --track
+    python ppo_atari.py --eval-checkpoint runs/RUN/ppo_atari.pt --capture-video   # act (and film) with a checkpoint
+    python ppo_atari.py --help                                # every flag
+"""
+
+import os
+import pickle
+import random
+import sys
+import time
+from collections import deque
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional
+
+import ale_py
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn as nn
+import tyro
+
+gym.register_envs(ale_py)  # gymnasium 1.x finds the ALE ids only once ale-py registers them (ROMs included)
+
+
+@dataclass
+class Args:
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment (part of the run name)"""
+    seed: int = 1
+    """seed of the experiment (torch, numpy, random and the envs)"""
+    torch_deterministic: bool = True
+    """if toggled, `torch.backends.cudnn.deterministic=True`"""
+    cuda: bool = True
+    """if toggled, cuda is used when available"""
+    torch_threads: int = 1
+    """CPU threads for torch (one per run, as the benchmark runs them; more help the CNN where cores are free)"""
+    track: bool = False
+    """if toggled, the run is tracked with Weights & Biases (WANDB_MODE=offline works without network)"""
+    wandb_project_name: str = "single-file-rl"
+    """the Weights & Biases project name"""
+    wandb_entity: Optional[str] = None
+    """the Weights & Biases entity (team)"""
+    capture_video: bool = False
+    """if toggled, record videos of env 0's games (the real screen, not the 84x84 input) under `videos/{run_name}`"""
+    save_model: bool = False
+    """if toggled, save a checkpoint to `runs/{run_name}/{exp_name}.pt` and evaluate it after training"""
+    eval_episodes: int = 10
+    """games of the deterministic policy when evaluating a checkpoint"""
+    eval_checkpoint: Optional[str] = None
+    """path of a checkpoint to evaluate (and film, with --capture-video) instead of training"""
+    async_envs: bool = False
+    """if toggled, step the envs in subprocesses (gymnasium's AsyncVectorEnv), for machines with cores to spare.
+    Measured on this project's shared 2-core machine (default settings, 5120 steps, two alternating runs):
+    101 and 64 SPS against 106 and 73 without it, 5-12% slower: there, the network's update leaves no core idle"""
+
+    # Algorithm arguments (CleanRL's ppo_atari.py defaults)
+    env_id: str = "BreakoutNoFrameskip-v4"
+    """the id of the environment: an ALE game, `*NoFrameskip-v4` or `ALE/*-v5`"""
+    total_timesteps: int = 10_000_000
+    """total env steps of the experiment, summed over envs (one step is 4 frames)"""
+    learning_rate: float = 2.5e-4
+    """the learning rate of the optimizer"""
+    num_envs: int = 8
+    """the number of parallel game environments"""
+    num_steps: int = 128
+    """the number of steps to run in each environment per policy rollout"""
+    anneal_lr: bool = True
+    """toggle learning rate annealing (linearly to 0 over training)"""
+    gamma: float = 0.99
+    """the discount factor gamma"""
+    gae_lambda: float = 0.95
+    """the lambda for the general advantage estimation"""
+    num_minibatches: int = 4
+    """the number of mini-batches per epoch; must divide num_envs * num_steps"""
+    update_epochs: int = 4
+    """the K epochs to update the policy"""
+    norm_adv: bool = True
+    """toggles advantages normalization (per minibatch)"""
+    clip_coef: float = 0.1
+    """the surrogate clipping coefficient epsilon"""
+    clip_vloss: bool = True
+    """toggles whether or not to use a clipped loss for the value function, as per the paper"""
+    ent_coef: float = 0.01
+    """coefficient of the entropy bonus"""
+    vf_coef: float = 0.5
+    """coefficient of the value function loss"""
+    max_grad_norm: float = 0.5
+    """the maximum norm for the global gradient clipping"""
+    target_kl: Optional[float] = None
+    """stop an update's epochs early once the approximate KL exceeds this (off by default)"""
+
+
+def check_env(env: gym.Env, env_id: str) -> Optional[str]:
+    """Why ppo_atari.py cannot run on this env, or None if it can."""
+    if not isinstance(env.unwrapped, ale_py.AtariEnv):
+        return (f"{env_id} is not an Atari game: ppo_atari.py plays ALE games from pixels (e.g. "
+                f"BreakoutNoFrameskip-v4, ALE/Pong-v5); for vector observations use ppo.py")
+    return None
+
+
+def check_sizes(args: Args) -> Optional[str]:
+    """Why these sizes cannot work, or None if they can."""
+    for name in ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs",
+                 "eval_episodes", "torch_threads"):
+        if getattr(args, name) <= 0:
+            return f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}"
+    if args.learning_rate <= 0:
+        return f"--learning-rate must be positive, got {args.learning_rate}"
+    batch_size = args.num_envs * args.num_steps
+    if batch_size % args.num_minibatches:
+        return (f"--num-minibatches {args.num_minibatches} does not divide the batch of "
+                f"num_envs * num_steps = {batch_size} transitions")
+    if args.total_timesteps < batch_size:
+        return f"--total-timesteps {args.total_timesteps} is smaller than one rollout of {batch_size} steps"
+    return None
+
+
+class FireReset(gym.Wrapper):
+    """Press FIRE (then action 2, as OpenAI baselines did for the published results) when a game starts and
+    after each lost life. Breakout, for one, serves the ball only on FIRE: without this, a policy that has
+    not yet learned to press it watches an empty screen until the time limit. The reward of the presses that
+    follow a lost life is added to that step's reward, so that the logged score misses nothing."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        self.lives = 0
+
+    def press_fire(self):
+        reward = 0.0
+        for action in (1, 2):
+            obs, r, terminated, truncated, info = self.env.step(action)
+            reward += r
+            if terminated or truncated:
+                break
+        return obs, reward, terminated, truncated, info
+
+    def reset(self, **kwargs):
+        self.env.reset(**kwargs)
+        obs, _, terminated, truncated, info = self.press_fire()
+        if terminated or truncated:
+            obs, info = self.env.reset(**kwargs)
+        self.lives = info["lives"]
+        return obs, info
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        if info["lives"] < self.lives and not (terminated or truncated):
+            obs, fire_reward, terminated, truncated, info = self.press_fire()
+            reward += fire_reward
+        self.lives = info["lives"]
+        return obs, reward, terminated, truncated, info
+
+
+FRAME_SKIP = 4
+
+
+def make_env(env_id: str, idx: int, capture_video: bool, run_name: str):
+    def thunk():
+        # frameskip=1: the emulator renders every frame and AtariPreprocessing skips them (ALE/*-v5 ids would
+        # otherwise skip 4 themselves, 16 in all). Sticky actions stay as the id sets them.
+        env = gym.make(env_id, frameskip=1, render_mode="rgb_array" if capture_video and idx == 0 else None)
+        # a-c. Up to 30 no-ops on reset; frame skip 4 with a max over the last two frames; 84x84 grayscale.
+        # terminal_on_life_loss stays off: the env would then be *reset* after each life (a new game); the
+        # training loop ends learning episodes at a lost life instead, and the game goes on.
+        env = gym.wrappers.AtariPreprocessing(env, noop_max=30, frame_skip=FRAME_SKIP, screen_size=84,
+                                              terminal_on_life_loss=False, grayscale_obs=True)
+        if capture_video and idx == 0:
+            # Above the preprocessing, RecordVideo films the frames the agent acts on in full color and size
+            # (render() is the real screen), at the game's speed: 60 frames a second, every 4th kept.
+            env = gym.wrappers.RecordVideo(env, f"videos/{run_name}", fps=60 // FRAME_SKIP, disable_logger=True)
+        # d. FIRE where the game needs it to start.
+        if "FIRE" in env.unwrapped.get_action_meanings():
+            env = FireReset(env)
+        # e. The last 4 frames, (4, 84, 84) uint8; at a reset the stack is filled with the first frame.
+        env = gym.wrappers.FrameStackObservation(env, 4)
+        return env
+
+    return thunk
+
+
+def learning_signals(reward, terminated, truncated, lives, prev_lives):
+    """What learning sees of one step of the vector envs: (rewards, terminations, dones), float32 arrays.
+
+    f. A lost life ends the learning episode as a termination: its last step does not bootstrap, so the
+       agent learns that losing a life loses the future. The env itself goes on (the game is not reset).
+       A life lost in the step that ends the game is just the game's end.
+    g. Rewards are clipped to their sign, so that one set of hyperparameters suits games whose scores
+       differ by orders of magnitude (Mnih et al. 2015). The score logged stays the game's own.
+    dones (terminated, truncated, or a lost life) stop GAE's sum at the learning episode's end.
+    """
+    life_lost = (lives < prev_lives) & ~(terminated | truncated)
+    terminations = terminated | life_lost
+    return (np.sign(reward).astype(np.float32), terminations.astype(np.float32),
+            (terminations | truncated).astype(np.float32))
+
+
+def layer_init(layer: nn.Module, std: float = np.sqrt(2), bias_const: float = 0.0) -> nn.Module:
+    """Orthogonal weights with gain `std`, zero bias: the init of the original PPO code."""
+    torch.nn.init.orthogonal_(layer.weight, std)
+    torch.nn.init.constant_(layer.bias, bias_const)
+    return layer
+
+
+class Agent(nn.Module):
+    """The Nature-DQN trunk (three convolutions, then 512 units, ReLU) shared by a policy head and a value
+    head. Pixels arrive as uint8 and are scaled to [0, 1] here, so that the rollout stores bytes. The small
+    final-layer gains make the initial policy near-uniform (actor, 0.01) and the initial values near zero
+    (critic, 1.0)."""
+
+    def __init__(self, num_actions: int):
+        super().__init__()
+        self.network = nn.Sequential(
+            layer_init(nn.Conv2d(4, 32, 8, stride=4)), nn.ReLU(),   # (4, 84, 84) -> (32, 20, 20)
+            layer_init(nn.Conv2d(32, 64, 4, stride=2)), nn.ReLU(),  # -> (64, 9, 9)
+            layer_init(nn.Conv2d(64, 64, 3, stride=1)), nn.ReLU(),  # -> (64, 7, 7)
+            nn.Flatten(),
+            layer_init(nn.Linear(64 * 7 * 7, 512)), nn.ReLU(),
+        )
+        self.actor = layer_init(nn.Linear(512, num_actions), std=0.01)
+        self.critic = layer_init(nn.Linear(512, 1), std=1.0)
+        # channels_last: the layout in which oneDNN (CPU) and cuDNN run convolutions fastest. The math is the
+        # same; on this project's CPU the update took about a third less time (benchmark in the README).
+        self.to(memory_format=torch.channels_last)
+
+    def get_value(self, x: torch.Tensor) -> torch.Tensor:
+        return self.critic(self.network(x / 255.0)).squeeze(-1)
+
+    def get_action_and_value(self, x: torch.Tensor, action: Optional[torch.Tensor] = None):
+        """Sample an action (or score the given one): (action, log pi(action|x), entropy, V(x)).
+
+        The categorical distribution's formulas are written out: cheaper than building a
+        torch.distributions object for every batch.
+        """
+        hidden = self.network(x / 255.0)
+        log_probs = torch.log_softmax(self.actor(hidden), dim=-1)
+        if action is None:
+            action = torch.multinomial(log_probs.exp(), 1).squeeze(-1)
+        logprob = log_probs.gather(-1, action.long().unsqueeze(-1)).squeeze(-1)
+        entropy = -(log_probs.exp() * log_probs).sum(-1)
+        return action, logprob, entropy, self.critic(hidden).squeeze(-1)
+
+    def act_deterministic(self, x: torch.Tensor) -> torch.Tensor:
+        """The most probable action, for evaluation."""
+        return self.actor(self.network(x / 255.0)).argmax(-1)
+
+
+def compute_gae(rewards, values, next_values, terminations, dones, gamma: float, gae_lambda: float):
+    """Generalized Advantage Estimation over a rollout; every argument is a (num_steps, num_envs) array.
+
+    next_values[t] is V of the observation step t really led to: for an episode that ended at t, its
+    final observation, not the next episode's first. terminations[t] (1.0 if the episode terminated at
+    t) removes the bootstrap term, since a terminal state has no future; a time-limit truncation keeps it.
+    dones[t] (terminated or truncated) stops the sum so that no TD error leaks across episodes:
+        delta_t = r_t + gamma * (1 - terminated_t) * V(s_{t+1}) - V(s_t)
+        A_t     = delta_t + gamma * lambda * (1 - done_t) * A_{t+1}
+    Returns (advantages, returns = advantages + values), the returns being the critic's targets.
+    (NumPy, not torch: this loop runs step by step, and NumPy's per-operation cost is far lower.)
+    """
+    deltas = rewards + gamma * (1.0 - terminations) * next_values - values
+    advantages = np.zeros_like(rewards)
+    last_gae = np.zeros_like(rewards[0])
+    for t in reversed(range(rewards.shape[0])):
+        last_gae = deltas[t] + gamma * gae_lambda * (1.0 - dones[t]) * last_gae
+        advantages[t] = last_gae
+    return advantages, advantages + values
+
+
+def clipped_policy_loss(new_logprob, old_logprob, advantages, clip_coef: float) -> torch.Tensor:
+    """The negated clipped surrogate objective (PPO paper, eq. 7), to be minimized."""
+    ratio = (new_logprob - old_logprob).exp()
+    unclipped = ratio * advantages
+    clipped = ratio.clamp(1.0 - clip_coef, 1.0 + clip_coef) * advantages
+    return -torch.min(unclipped, clipped).mean()
+
+
+def value_loss(new_values, old_values, returns, clip_coef: float, clip: bool) -> torch.Tensor:
+    """0.5 * squared error to the returns. Clipped (as in the original PPO code): the pessimistic max of the
+    errors of the new value and of the value kept within clip_coef of the rollout's value."""
+    unclipped = (new_values - returns) ** 2
+    if not clip:
+        return 0.5 * unclipped.mean()
+    clipped_values = old_values + (new_values - old_values).clamp(-clip_coef, clip_coef)
+    return 0.5 * torch.max(unclipped, (clipped_values - returns) ** 2).mean()
+
+
+def explained_variance(predictions: np.ndarray, targets: np.ndarray) -> float:
+    """1 - Var[targets - predictions] / Var[targets]: 1 is a perfect critic, 0 no better than a constant."""
+    var = np.var(targets)
+    return float("nan") if var == 0 else float(1 - np.var(targets - predictions) / var)
+
+
+def load_checkpoint(path: str, device: torch.device):
+    """Rebuild (agent, saved args dict) from a checkpoint written by --save-model.
+    The file is read onto the CPU (a checkpoint written on a GPU loads anywhere) and the agent moved to
+    `device` afterwards. weights_only=True: loading someone else's file cannot run their code."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    saved = ckpt["args"]
+    env = gym.make(saved["env_id"])
+    agent = Agent(int(env.action_space.n))
+    agent.load_state_dict(ckpt["model"])
+    env.close()
+    return agent.to(device), saved
+
+
+def evaluate(agent: Agent, saved: dict, eval_episodes: int, run_name: str, capture_video: bool,
+             device: torch.device, seed: int):
+    """Scores of whole games (all lives, unclipped) of a loaded checkpoint's deterministic policy."""
+    env = make_env(saved["env_id"], 0, capture_video, run_name)()
+    returns = []
+    obs, _ = env.reset(seed=seed)
+    episode_return = 0.0
+    while len(returns) < eval_episodes:
+        with torch.no_grad():
+            action = agent.act_deterministic(torch.as_tensor(obs[None], device=device))[0].item()
+        obs, reward, terminated, truncated, _ = env.step(action)
+        episode_return += float(reward)
+        if terminated or truncated:
+            returns.append(episode_return)
+            episode_return = 0.0
+            obs, _ = env.reset()
+    env.close()
+    return returns
+
+
+def fail(message: str):
+    """A user's mistake: one line on stderr, exit status 2, nothing written."""
+    print(f"ppo_atari.py: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+if __name__ == "__main__":
+    args = tyro.cli(Args)
+    torch.set_num_threads(max(args.torch_threads, 1))
+    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+
+    if args.eval_checkpoint is not None:
+        if not os.path.isfile(args.eval_checkpoint):
+            fail(f"no checkpoint at {args.eval_checkpoint}")
+        if args.eval_episodes <= 0:
+            fail(f"--eval-episodes must be positive, got {args.eval_episodes}")
+        run_name = f"{Path(args.eval_checkpoint).stem}-eval__{int(time.time())}"
+        try:
+            checkpoint = load_checkpoint(args.eval_checkpoint, device)
+        except (pickle.UnpicklingError, RuntimeError, KeyError, EOFError) as e:
+            fail(f"cannot load checkpoint {args.eval_checkpoint}: {str(e).splitlines()[0]}")
+        returns = evaluate(*checkpoint, args.eval_episodes, run_name, args.capture_video, device, args.seed)
+        print(f"eval: mean return {np.mean(returns):.2f} +- {np.std(returns):.2f} over {len(returns)} episodes")
+        sys.exit(0)
+
+    # Validate everything before the first file is written.
+    try:
+        probe = gym.make(args.env_id)
+    except (gym.error.Error, ModuleNotFoundError, ImportError) as e:
+        fail(f"cannot make env {args.env_id!r}: {e}")
+    problem = check_env(probe, args.env_id) or check_sizes(args)
+    if problem:
+        fail(problem)
+    probe.close()
+    batch_size = args.num_envs * args.num_steps
+    minibatch_size = batch_size // args.num_minibatches
+    num_iterations = args.total_timesteps // batch_size
+
+    run_name = f"{args.env_id.replace('/', '-').replace(':', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    if args.track:
+        import wandb
+
+        try:
+            wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, sync_tensorboard=True,
+                       config=vars(args), name=run_name, save_code=True, settings=wandb.Settings(init_timeout=60))
+        except Exception as e:  # no network or no login: say so instead of a traceback
+            fail(f"Weights & Biases did not start ({str(e).splitlines()[0]}); WANDB_MODE=offline logs locally")
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(f"runs/{run_name}")
+    writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in vars(args).items()))
+
+    # Seeding: same seed, same numbers on the CPU.
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+
+    # Env setup. SAME_STEP autoreset: a finished env is reset inside the step that ended it, and its real
+    # final observation comes back in infos["final_obs"] (see the module docstring). AsyncVectorEnv steps
+    # each env in its own process: it pays where cores outnumber the envs' needs, not on 2 cores.
+    vector_env = gym.vector.AsyncVectorEnv if args.async_envs else gym.vector.SyncVectorEnv
+    envs = vector_env(
+        [make_env(args.env_id, i, args.capture_video, run_name) for i in range(args.num_envs)],
+        autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
+    )
+    envs.action_space.seed(args.seed)
+    obs_shape = envs.single_observation_space.shape
+
+    agent = Agent(int(envs.single_action_space.n)).to(device)
+    # fused: one kernel for the whole parameter update instead of a loop of small ops per tensor
+    optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)
+
+    # Rollout storage, allocated once. It lives in NumPy on the CPU: the env speaks NumPy, and writing a row
+    # of a NumPy array costs a fraction of a tensor's. The update moves the whole batch to the device once.
+    # Observations stay uint8 (the network scales them): a quarter of the memory of float32.
+    obs = np.zeros((args.num_steps, args.num_envs) + obs_shape, np.uint8)
+    actions = np.zeros((args.num_steps, args.num_envs), np.int64)
+    logprobs = np.zeros((args.num_steps, args.num_envs), np.float32)
+    rewards = np.zeros_like(logprobs)
+    values = np.zeros_like(logprobs)
+    final_values = np.zeros_like(logprobs)  # V(final obs) where an episode was truncated
+    terminations = np.zeros_like(logprobs)
+    dones = np.zeros_like(logprobs)
+    rollout_bytes = sum(a.nbytes for a in (obs, actions, logprobs, rewards, values, final_values, terminations, dones))
+    print(f"rollout storage: {args.num_steps} steps x {args.num_envs} envs, observations {obs_shape} uint8, "
+          f"{rollout_bytes / 2**20:.1f} MiB")
+
+    global_step = 0
+    start_time = time.time()
+    # Game statistics of the raw scores (all lives, unclipped), summed here rather than by gymnasium's
+    # RecordEpisodeStatistics wrapper, and written to TensorBoard with the progress line rather than as games
+    # end: the writer's thread wakes up for every scalar and takes the GIL.
+    episode_returns, episode_lengths = np.zeros(args.num_envs), np.zeros(args.num_envs, np.int64)
+    finished = []  # (global_step, return, length) of the games not yet written
+    recent_returns = deque(maxlen=10)
+    print_every = max(1, num_iterations // 50)
+    next_obs, infos = envs.reset(seed=args.seed)
+    lives = infos["lives"]
+
+    for iteration in range(1, num_iterations + 1):
+        if args.anneal_lr:
+            optimizer.param_groups[0]["lr"] = (1.0 - (iteration - 1.0) / num_iterations) * args.learning_rate
+
+        # 1. Roll out the current policy.
+        for step in range(args.num_steps):
+            global_step += args.num_envs
+            obs[step] = next_obs
+            with torch.inference_mode():
+                action, logprob, _, value = agent.get_action_and_value(torch.as_tensor(obs[step], device=device))
+            action = action.cpu().numpy()
+            actions[step], logprobs[step], values[step] = action, logprob.cpu().numpy(), value.cpu().numpy()
+
+            next_obs, reward, terminated, truncated, infos = envs.step(action)
+            # f, g: lost lives end learning episodes; rewards clipped to their sign. (A finished game's infos
+            # are the next game's: a full set of lives.)
+            rewards[step], terminations[step], dones[step] = learning_signals(reward, terminated, truncated,
+                                                                              infos["lives"], lives)
+            lives = infos["lives"]
+            if truncated.any():
+                # The game was cut, not finished: bootstrap from its real final observation.
+                final_obs = np.stack(infos["final_obs"][truncated])
+                with torch.inference_mode():
+                    final_value = agent.get_value(torch.as_tensor(final_obs, device=device))
+                final_values[step, truncated] = final_value.cpu().numpy()
+
+            episode_returns += reward  # the game's own score
+            episode_lengths += 1
+            for i in np.flatnonzero(terminated | truncated):  # game over; SAME_STEP: env i starts afresh
+                finished.append((global_step, float(episode_returns[i]), int(episode_lengths[i])))
+                recent_returns.append(float(episode_returns[i]))
+                episode_returns[i], episode_lengths[i] = 0.0, 0
+
+        # 2. Advantages. After an episode's end the next value is V(final obs) (0 if it terminated:
+        # compute_gae masks it); otherwise it is the value of the next stored observation.
+        with torch.inference_mode():
+            last_value = agent.get_value(torch.as_tensor(next_obs, device=device)).cpu().numpy()
+        next_values = np.where(dones.astype(bool), final_values, np.concatenate([values[1:], last_value[None]]))
+        advantages, returns = compute_gae(rewards, values, next_values, terminations, dones,
+                                          args.gamma, args.gae_lambda)
+        final_values[:] = 0.0
+
+        # 3. Optimize the policy and value network on shuffled minibatches.
+        b_obs, b_actions, b_logprobs, b_advantages, b_returns, b_values = (
+            torch.as_tensor(a.reshape((batch_size,) + a.shape[2:]), device=device)
+            for a in (obs, actions, logprobs, advantages, returns, values))
+        clipfracs = []
+        for epoch in range(args.update_epochs):
+            b_inds = torch.randperm(batch_size, device=device)
+            for start in range(0, batch_size, minibatch_size):
+                mb = b_inds[start : start + minibatch_size]
+                _, new_logprob, entropy, new_value = agent.get_action_and_value(b_obs[mb], b_actions[mb])
+                logratio = new_logprob - b_logprobs[mb]
+                with torch.no_grad():
+                    # KL(old || new) estimators, http://joschu.net/blog/kl-approx.html
+                    old_approx_kl = (-logratio).mean()
+                    approx_kl = ((logratio.exp() - 1) - logratio).mean()
+                    clipfracs.append(((logratio.exp() - 1.0).abs() > args.clip_coef).float().mean())
+
+                mb_advantages = b_advantages[mb]
+                if args.norm_adv:
+                    mb_advantages = (mb_advantages - mb_advantages.mean()) / (mb_advantages.std() + 1e-8)
+                pg_loss = clipped_policy_loss(new_logprob, b_logprobs[mb], mb_advantages, args.clip_coef)
+                v_loss = value_loss(new_value, b_values[mb], b_returns[mb], args.clip_coef, args.clip_vloss)
+                entropy_loss = entropy.mean()
+                loss = pg_loss - args.ent_coef * entropy_loss + args.vf_coef * v_loss
+
+                optimizer.zero_grad()
+                loss.backward()
+                nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm, foreach=True)
+                optimizer.step()
+
+            if args.target_kl is not None and approx_kl > args.target_kl:
+                break
+
+        sps = int(global_step / (time.time() - start_time))
+        writer.add_scalar("charts/learning_rate", optimizer.param_groups[0]["lr"], global_step)
+        writer.add_scalar("losses/value_loss", v_loss.item(), global_step)
+        writer.add_scalar("losses/policy_loss", pg_loss.item(), global_step)
+        writer.add_scalar("losses/entropy", entropy_loss.item(), global_step)
+        writer.add_scalar("losses/old_approx_kl", old_approx_kl.item(), global_step)
+        writer.add_scalar("losses/approx_kl", approx_kl.item(), global_step)
+        writer.add_scalar("losses/clipfrac", torch.stack(clipfracs).mean().item(), global_step)
+        writer.add_scalar("losses/explained_variance", explained_variance(values, returns), global_step)
+        writer.add_scalar("charts/SPS", sps, global_step)
+        if iteration % print_every == 0 or iteration == num_iterations:
+            for end_step, episodic_return, episodic_length in finished:
+                writer.add_scalar("charts/episodic_return", episodic_return, end_step)
+                writer.add_scalar("charts/episodic_length", episodic_length, end_step)
+            finished.clear()
+            mean_return = f"{np.mean(recent_returns):.1f}" if recent_returns else "n/a"
+            elapsed = time.time() - start_time
+            remaining = elapsed * (args.total_timesteps - global_step) / global_step
+            print(f"step {global_step}/{args.total_timesteps} | SPS {sps} | return {mean_return} (last 10 episodes)"
+                  f" | {elapsed:.0f}s elapsed, ~{remaining:.0f}s left", flush=True)
+
+    envs.close()
+    if args.save_model:
+        model_path = f"runs/{run_name}/{args.exp_name}.pt"
+        torch.save({"model": agent.state_dict(), "args": asdict(args)}, model_path)
+        print(f"model saved to {model_path}")
+        # Evaluate what was written, not the object in memory: this also proves the checkpoint round-trips.
+        episodic_returns = evaluate(*load_checkpoint(model_path, device), args.eval_episodes, f"{run_name}-eval",
+                                    args.capture_video, device, args.seed)
+        for idx, episodic_return in enumerate(episodic_returns):
+            writer.add_scalar("eval/episodic_return", episodic_return, idx)
+        print(f"eval: mean return {np.mean(episodic_returns):.2f} over {len(episodic_returns)} episodes")
+    writer.close()
+    if args.track:
+        wandb.finish()

@@ -1,0 +1,154 @@
+"""ppo_atari.py: the Atari preprocessing on real games, the score it logs against the emulator's own rewards,
+and the script end to end on Pong. What every script shares (flags, checkpoints, video, tracking, seeding,
+one-line errors) is tested on Breakout in test_common.py."""
+
+import glob
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import ppo_atari
+from tests.helpers import read_scalars, run_dir, run_ok
+
+
+def breakout(env_id="BreakoutNoFrameskip-v4"):
+    """One env as ppo_atari.py makes it for training, with all its preprocessing."""
+    return ppo_atari.make_env(env_id, 0, False, "test")()
+
+
+# ------------------------------------------------------------------------------------------ preprocessing
+
+
+def test_observations_are_the_last_four_84x84_grayscale_frames_as_bytes():
+    env = breakout()
+    assert env.observation_space.shape == (4, 84, 84) and env.observation_space.dtype == np.uint8
+    obs, _ = env.reset(seed=1)
+    next_obs, *_ = env.step(0)
+    assert obs.shape == next_obs.shape == (4, 84, 84) and next_obs.dtype == np.uint8
+    np.testing.assert_array_equal(next_obs[:3], obs[1:])  # the stack moves on by one frame per step
+    assert not np.array_equal(next_obs[3], obs[3])  # the ball moved
+
+
+@pytest.mark.parametrize("env_id, sticky", [("BreakoutNoFrameskip-v4", 0.0), ("ALE/Breakout-v5", 0.25)])
+def test_both_id_families_skip_four_frames_once_and_keep_their_sticky_actions(env_id, sticky):
+    env = breakout(env_id)
+    assert env.unwrapped.ale.getFloat("repeat_action_probability") == pytest.approx(sticky)
+    _, info = env.reset(seed=1)
+    before = info["episode_frame_number"]
+    _, _, _, _, info = env.step(0)
+    assert info["episode_frame_number"] - before == 4  # v5 would skip 4 x 4 = 16 if made with its default
+
+
+def test_learning_sees_sign_clipped_rewards_and_a_lost_life_as_a_termination():
+    reward = np.array([7.0, -3.0, 0.0, 1.0, 30.0])
+    terminated = np.array([False, False, False, True, False])
+    truncated = np.array([False, False, False, False, True])
+    # env 1 lost a life; env 3's game is over (its lives are already the next game's); env 4 was truncated
+    lives, prev_lives = np.array([5, 2, 3, 5, 5]), np.array([5, 3, 3, 1, 5])
+    rewards, terminations, dones = ppo_atari.learning_signals(reward, terminated, truncated, lives, prev_lives)
+    assert rewards.tolist() == [1, -1, 0, 1, 1]
+    assert terminations.tolist() == [0, 1, 0, 1, 0]  # truncation is no termination: it bootstraps
+    assert dones.tolist() == [0, 1, 0, 1, 1]
+
+
+def test_a_lost_life_ends_the_learning_episode_but_the_game_goes_on():
+    env = breakout()
+    env.action_space.seed(1)
+    obs, info = env.reset(seed=1)
+    lives = info["lives"]
+    for _ in range(1000):
+        next_obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+        if info["lives"] < lives:
+            break
+        obs = next_obs
+    else:
+        pytest.fail("no life lost in 1000 random steps")
+    assert not (terminated or truncated) and info["lives"] == lives - 1
+    # The same game: a reset would have filled the stack with one frame and restarted the frame count.
+    np.testing.assert_array_equal(next_obs[:3], obs[1:])
+    frame = info["episode_frame_number"]
+    assert env.step(0)[4]["episode_frame_number"] == frame + 4
+    # ... while learning sees the step as the end of an episode, with no bootstrap past it.
+    _, terminations, dones = ppo_atari.learning_signals(np.array([reward]), np.array([terminated]),
+                                                        np.array([truncated]), np.array([info["lives"]]),
+                                                        np.array([lives]))
+    assert terminations[0] == dones[0] == 1
+
+
+def test_breakout_fires_at_the_start_and_after_each_lost_life():
+    # Breakout serves the ball only on FIRE. A policy that never fires still loses all 5 lives and ends the
+    # game; without FireReset the ball never comes and no life is ever lost.
+    env = breakout()
+    env.reset(seed=1)
+    for _ in range(2000):
+        _, _, terminated, truncated, info = env.step(0)
+        if terminated or truncated:
+            break
+    assert terminated and info["lives"] == 0
+    bare = gym.wrappers.AtariPreprocessing(gym.make("BreakoutNoFrameskip-v4", frameskip=1))
+    bare.reset(seed=1)
+    for _ in range(500):
+        _, _, terminated, _, info = bare.step(0)
+    assert info["lives"] == 5 and not terminated
+
+
+def test_video_shows_the_real_screen(tmp_path, monkeypatch):
+    from moviepy import VideoFileClip
+
+    monkeypatch.chdir(tmp_path)
+    env = ppo_atari.make_env("BreakoutNoFrameskip-v4", 0, True, "film")()
+    env.reset(seed=1)
+    for _ in range(20):
+        env.step(0)
+    env.close()
+    (video,) = glob.glob(str(tmp_path / "videos" / "film" / "*.mp4"))
+    clip = VideoFileClip(video)
+    assert tuple(clip.size) == (160, 210) and clip.fps == 15  # the console's screen at its speed, not 84x84
+
+
+# ------------------------------------------------------------------------------------ the script, end to end
+
+
+def games_in(log_file):
+    """(raw score, how it ended) of each finished game a tests.atari_envs env wrote down."""
+    games, score = [], None
+    for line in open(log_file).read().split("\n"):
+        if line == "reset":
+            score = 0.0
+        elif line.startswith("reward"):
+            score += float(line.split()[1])
+        elif line in ("terminated", "truncated"):
+            games.append((score, line))
+    return games
+
+
+def test_the_logged_return_is_the_raw_score_of_whole_games(tmp_path, monkeypatch):
+    # Space Invaders (3 lives, 5 to 30 points an alien) under a frame limit: the env writes down every
+    # reward the emulator pays; each logged return must be the sum over one whole game, all lives, unclipped,
+    # whether the game ended or was cut by the limit (which also runs the truncation bootstrap).
+    log = tmp_path / "rewards"
+    log.mkdir()
+    monkeypatch.setenv("ATARI_REWARD_LOG", str(log))
+    run_ok("ppo_atari.py", "--env-id", "tests.atari_envs:SpaceInvadersRewardLog-v0", "--num-envs", "2",
+           "--num-steps", "128", "--total-timesteps", "3072", "--update-epochs", "1", "--num-minibatches", "1",
+           cwd=tmp_path)
+    games = [game for path in sorted(log.iterdir()) for game in games_in(path)]
+    assert {"terminated", "truncated"} <= {end for _, end in games}, games  # both kinds of game end happened
+    assert any(score not in (0.0, 1.0) for score, _ in games)  # clipping would show
+    logged = read_scalars(run_dir(tmp_path))["charts/episodic_return"]
+    assert sorted(value for _, value in logged) == sorted(score for score, _ in games)
+
+
+def test_pong_smoke_and_its_checkpoint_loads_onto_any_device(tmp_path):
+    run_ok("ppo_atari.py", "--env-id", "PongNoFrameskip-v4", "--num-envs", "2", "--num-steps", "64",
+           "--total-timesteps", "256", "--update-epochs", "1", "--save-model", "--eval-episodes", "1", cwd=tmp_path)
+    run = run_dir(tmp_path)
+    (eval_return,) = [value for _, value in read_scalars(run)["eval/episodic_return"]]
+    assert -21 <= eval_return <= 21
+    # The file is read onto the CPU whatever the device asked for (here "meta", which holds no data: code
+    # that moved the file onto the device first and then read it would fail).
+    agent, saved = ppo_atari.load_checkpoint(str(run / "ppo_atari.pt"), torch.device("meta"))
+    assert saved["env_id"] == "PongNoFrameskip-v4" and agent.actor.out_features == 6
+    assert {p.device.type for p in agent.parameters()} == {"meta"}
