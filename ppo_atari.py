@@ -368,6 +368,8 @@ def load_checkpoint(path: str, device: torch.device):
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     saved = ckpt["args"]
     env = gym.make(saved["env_id"])
+    if check_env(env, saved["env_id"]):  # another script's checkpoint
+        raise ValueError(f"it was trained on {saved['env_id']}, not an Atari game")
     agent = Agent(int(env.action_space.n))
     agent.load_state_dict(ckpt["model"])
     env.close()
@@ -413,7 +415,7 @@ if __name__ == "__main__":
         run_name = f"{Path(args.eval_checkpoint).stem}-eval__{int(time.time())}"
         try:
             checkpoint = load_checkpoint(args.eval_checkpoint, device)
-        except (pickle.UnpicklingError, RuntimeError, KeyError, EOFError) as e:
+        except (pickle.UnpicklingError, RuntimeError, KeyError, EOFError, ValueError) as e:
             fail(f"cannot load checkpoint {args.eval_checkpoint}: {str(e).splitlines()[0]}")
         returns = evaluate(*checkpoint, args.eval_episodes, run_name, args.capture_video, device, args.seed)
         print(f"eval: mean return {np.mean(returns):.2f} +- {np.std(returns):.2f} over {len(returns)} episodes")

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import ppo_atari
-from tests.helpers import read_scalars, run_dir, run_ok
+from tests.helpers import read_scalars, run_dir, run_ok, run_script
 
 
 def breakout(env_id="BreakoutNoFrameskip-v4"):
@@ -152,3 +152,11 @@ def test_pong_smoke_and_its_checkpoint_loads_onto_any_device(tmp_path):
     agent, saved = ppo_atari.load_checkpoint(str(run / "ppo_atari.pt"), torch.device("meta"))
     assert saved["env_id"] == "PongNoFrameskip-v4" and agent.actor.out_features == 6
     assert {p.device.type for p in agent.parameters()} == {"meta"}
+
+
+def test_another_scripts_checkpoint_gets_one_line(tmp_path):
+    run_ok("ppo.py", "--env-id", "Pendulum-v1", "--total-timesteps", "1024", "--num-steps", "512",
+           "--num-minibatches", "4", "--save-model", "--eval-episodes", "1", cwd=tmp_path)
+    result = run_script("ppo_atari.py", "--eval-checkpoint", str(run_dir(tmp_path) / "ppo.pt"), cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "ppo_atari.py: error: cannot load checkpoint" in result.stderr and "not an Atari game" in result.stderr
