@@ -55,6 +55,8 @@ PROFILES = {
         Entry("ppo.py", "CartPole-v1", 50_000, (1,)),
         Entry("ppo.py", "InvertedPendulum-v4", 20_480, (1,)),
         Entry("dqn.py", "CartPole-v1", 30_000, (1,), ("--learning-starts", "5000")),
+        Entry("ddpg_continuous.py", "Pendulum-v1", 12_000, (1,),
+              ("--learning-starts", "1000", "--learning-rate", "1e-3")),
     ],
     "full": [
         Entry("ppo.py", "CartPole-v1", 500_000, sb3=True),
@@ -62,6 +64,8 @@ PROFILES = {
         Entry("dqn.py", "CartPole-v1", 500_000, sb3=True),
         Entry("dqn.py", "Acrobot-v1", 500_000, sb3=True),
         Entry("dqn.py", "MountainCar-v0", 500_000),
+        Entry("ddpg_continuous.py", "HalfCheetah-v4", 1_000_000, sb3=True),
+        Entry("ddpg_continuous.py", "Hopper-v4", 1_000_000, sb3=True),
     ],
 }
 

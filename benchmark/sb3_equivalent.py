@@ -3,9 +3,11 @@
 Each entry mirrors a script's defaults (ppo.py's per-action-space presets, dqn.py's CleanRL defaults): the
 same number of envs, rollout and batch sizes, epochs, learning rate, network sizes and normalization.
 Known differences that stay: SB3's DQN uses the Huber loss and clips gradients at norm 10, and SB3 counts
-DQN's target-network interval in calls rather than env steps (the same thing with one env).
+DQN's target-network interval in calls rather than env steps (the same thing with one env). SB3's DDPG updates
+its actor at every gradient step (ddpg_continuous.py's --policy-frequency 1; its default, CleanRL's, is 2).
 """
 
+import numpy as np
 import torch
 
 PPO_COMMON = dict(gamma=0.99, gae_lambda=0.95, clip_range=0.2, vf_coef=0.5, max_grad_norm=0.5,
@@ -22,6 +24,11 @@ EQUIVALENTS = {
         train_freq=10, gradient_steps=1, target_update_interval=500, exploration_fraction=0.5,
         exploration_initial_eps=1.0, exploration_final_eps=0.05,
         policy_kwargs=dict(net_arch=[120, 84], activation_fn=torch.nn.ReLU)), False),
+    # SB3 adds its action noise in the actor's [-1, 1] space, so sigma 0.1 there is 0.1 half-ranges, as ours.
+    ("ddpg_continuous.py", "continuous"): ("DDPG", 1, dict(
+        learning_rate=3e-4, buffer_size=1_000_000, learning_starts=25_000, batch_size=256, tau=0.005, gamma=0.99,
+        train_freq=1, gradient_steps=1, action_noise_sigma=0.1,
+        policy_kwargs=dict(net_arch=[256, 256], activation_fn=torch.nn.ReLU)), False),
 }
 
 
@@ -34,14 +41,21 @@ def action_kind(env_id: str) -> str:
     return kind
 
 
-def make_model(script: str, env_id: str, seed: int, tensorboard_log=None):
-    """The SB3 model equivalent to running `script` on `env_id`, with its envs."""
+def make_model(script: str, env_id: str, seed: int, tensorboard_log=None, **overrides):
+    """The SB3 model equivalent to running `script` on `env_id`, with its envs; `overrides` replace keyword
+    arguments of the entry."""
     import stable_baselines3
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import VecNormalize
 
     algo, num_envs, kwargs, normalize = EQUIVALENTS[(script, action_kind(env_id))]
+    kwargs = dict(kwargs, **overrides)
     envs = make_vec_env(env_id, n_envs=num_envs, seed=seed)
+    if "action_noise_sigma" in kwargs:  # Gaussian action noise needs the action dimension
+        from stable_baselines3.common.noise import NormalActionNoise
+
+        dim = envs.action_space.shape[0]
+        kwargs["action_noise"] = NormalActionNoise(np.zeros(dim), kwargs.pop("action_noise_sigma") * np.ones(dim))
     if normalize:
         envs = VecNormalize(envs, gamma=kwargs.get("gamma", 0.99))
     return getattr(stable_baselines3, algo)("MlpPolicy", envs, device="cpu", seed=seed,

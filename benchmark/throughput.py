@@ -30,6 +30,10 @@ sys.path.insert(0, str(REPO))
 class Config:
     script: str
     env_id: str
+    flags: tuple = ()
+    """the script's flags beyond --env-id and --total-timesteps"""
+    sb3_overrides: tuple = ()
+    """(keyword, value) pairs that configure SB3 as `flags` configure the script"""
 
 
 CONFIGS = {
@@ -39,6 +43,11 @@ CONFIGS = {
     "ppo-hopper": Config("ppo.py", "Hopper-v4"),
     # dqn.py's defaults (CleanRL's): 1 env, a gradient step of batch 128 every 10 env steps, 120-84 ReLU MLP.
     "dqn-cartpole": Config("dqn.py", "CartPole-v1"),
+    # ddpg_continuous.py's defaults (CleanRL's: 256-256 ReLU, batch 256, one gradient step per env step) with the
+    # actor updated every step, as SB3's DDPG does; learning from step 1000 on both sides, so that the window is
+    # mostly learning.
+    "ddpg-hopper": Config("ddpg_continuous.py", "Hopper-v4", ("--policy-frequency", "1", "--learning-starts", "1000"),
+                          (("learning_starts", 1000),)),
 }
 
 
@@ -61,7 +70,7 @@ def measure_ours(config: Config, steps: int) -> float:
     from tests.helpers import read_scalars, run_dir, run_ok
 
     with tempfile.TemporaryDirectory() as tmp:
-        run_ok(config.script, "--env-id", config.env_id, "--total-timesteps", str(steps), cwd=Path(tmp))
+        run_ok(config.script, "--env-id", config.env_id, "--total-timesteps", str(steps), *config.flags, cwd=Path(tmp))
         return read_scalars(run_dir(Path(tmp)))["charts/SPS"][-1][1]
 
 
@@ -71,7 +80,7 @@ def measure_sb3(config: Config, steps: int, threads: Optional[int]) -> float:
 
     if threads:
         torch.set_num_threads(threads)
-    model = make_model(config.script, config.env_id, seed=1)
+    model = make_model(config.script, config.env_id, seed=1, **dict(config.sb3_overrides))
     start = time.perf_counter()
     model.learn(total_timesteps=steps)
     return model.num_timesteps / (time.perf_counter() - start)
