@@ -93,7 +93,7 @@ class Args:
     cuda: bool = True
     """if toggled, cuda is used when available"""
     torch_threads: int = 1
-    """CPU threads for torch (measured on 2 cores: see the README's throughput section)"""
+    """CPU threads for torch: 1 measured fastest on 2 cores shared with other work (see the README)"""
     track: bool = False
     """if toggled, the run is tracked with Weights & Biases (WANDB_MODE=offline works without network)"""
     wandb_project_name: str = "single-file-rl"
