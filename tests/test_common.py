@@ -68,7 +68,7 @@ SCRIPTS = [
            ("charts/episodic_return", "charts/episodic_length", "charts/SPS", "losses/qf_loss", "losses/qf_values",
             "losses/actor_loss"),
            ("--total-timesteps", "3000", "--learning-starts", "200", "--buffer-size", "3000", "--batch-size", "64",
-            "--learning-rate", "1e-3", "--tau", "0.02"),
+            "--learning-rate", "1e-3", "--tau", "0.05"),
            ddpg_start_value, env_id="Pendulum-v1", constant_reward_env="tests.envs:ConstantRewardBox-v0",
            strict_actions_env="tests.envs:AsymmetricBounds-v0"),
 ]
