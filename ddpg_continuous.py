@@ -172,8 +172,8 @@ def check_sizes(args: Args) -> Optional[str]:
         return f"--tau must be in (0, 1], got {args.tau}"
     if args.exploration_noise < 0 or args.ou_sigma < 0:
         return f"--exploration-noise and --ou-sigma must not be negative, got {args.exploration_noise}, {args.ou_sigma}"
-    if not 0 < args.ou_theta <= 1:
-        return f"--ou-theta must be in (0, 1], got {args.ou_theta}"
+    if args.ou_theta <= 0:
+        return f"--ou-theta must be positive, got {args.ou_theta}"
     if args.batch_size > args.buffer_size:
         return f"--batch-size {args.batch_size} is larger than --buffer-size {args.buffer_size}"
     if args.total_timesteps < args.num_envs:
@@ -340,7 +340,7 @@ class DDPG:
             return qf_loss, q_values, None
 
         # The actor's loss needs gradients *through* the critic (dQ/da), not *for* its weights: with the
-        # critic's parameters frozen, backward skips their weight gradients, a third of its arithmetic.
+        # critic's parameters frozen, backward skips their weight gradients, half of its work in the critic.
         self.qf.requires_grad_(False)
         actor_loss = -self.qf(obs, self.actor(obs)).mean()
         self.actor_optimizer.zero_grad()
