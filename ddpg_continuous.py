@@ -37,15 +37,16 @@ The actor's tanh output in (-1, 1) is mapped onto the env's bounds, each dimensi
 half-range (asymmetric bounds included), so the same network serves Pendulum's [-2, 2] and Hopper's [-1, 1].
 
 The defaults are CleanRL's ddpg_continuous_action.py, whose published MuJoCo results this file is compared
-with. Where they differ from the paper (which trained for far fewer steps with small batches):
+with. CleanRL's file follows the DDPG that Fujimoto et al. 2018 (TD3, https://arxiv.org/abs/1802.09477) re-tuned
+as a baseline ("Our DDPG", which scored well above the original settings on MuJoCo in their Table 1). Where the
+defaults differ from the paper:
   - one learning rate, 3e-4, for both networks (paper: 1e-4 actor, 1e-3 critic with L2 weight decay 1e-2);
   - 256-256 ReLU networks that take (s, a) at the critic's input, default initialization (paper: 400-300, a
     entering at the critic's second layer, final layers initialized in +-3e-3, batch normalization);
   - batch 256 and tau 0.005 (paper: 64 and 0.001);
   - Gaussian exploration noise with std 0.1 (paper: Ornstein-Uhlenbeck, theta 0.15, sigma 0.2, here behind
-    --ou-noise): Fujimoto et al. 2018 (TD3, https://arxiv.org/abs/1802.09477) found uncorrelated Gaussian
-    noise works as well on MuJoCo;
-  - 25k uniformly random steps before learning (the paper starts learning at once);
+    --ou-noise): Fujimoto et al. found uncorrelated Gaussian noise works as well on MuJoCo;
+  - 25k uniformly random steps before learning (the paper describes none);
   - the actor and the targets updated every 2nd gradient step, --policy-frequency 2 (TD3's delayed policy
     updates; --policy-frequency 1 is the paper's DDPG).
 
@@ -128,9 +129,9 @@ class Args:
     batch_size: int = 256
     """the batch size of sample from the replay memory (paper: 64)"""
     exploration_noise: float = 0.1
-    """the std of the Gaussian exploration noise, in units of each action dimension's half-range"""
+    """the std of the Gaussian exploration noise, in half-ranges of each action dimension (paper: OU noise)"""
     learning_starts: int = 25_000
-    """env steps of uniformly random actions before the first gradient step (the paper has none)"""
+    """env steps of uniformly random actions before the first gradient step (the paper describes none)"""
     policy_frequency: int = 2
     """update the actor and the targets every this many gradient steps (CleanRL's 2, from TD3; paper: 1)"""
     ou_noise: bool = False
