@@ -57,6 +57,8 @@ PROFILES = {
         Entry("ppo.py", "InvertedPendulum-v4", 20_480, (1,)),
         Entry("dqn.py", "CartPole-v1", 30_000, (1,), ("--learning-starts", "5000")),
         Entry("ppo_atari.py", "BreakoutNoFrameskip-v4", 4096, (1,)),
+        Entry("ddpg_continuous.py", "Pendulum-v1", 12_000, (1,),
+              ("--learning-starts", "1000", "--learning-rate", "1e-3")),
     ],
     "full": [
         Entry("ppo.py", "CartPole-v1", 500_000, sb3=True),
@@ -68,6 +70,8 @@ PROFILES = {
         # README gives the command for it), one seed.
         Entry("ppo_atari.py", "BreakoutNoFrameskip-v4", 1_000_000, (1,), sb3=True),
         Entry("ppo_atari.py", "PongNoFrameskip-v4", 1_000_000, (1,), sb3=True),
+        Entry("ddpg_continuous.py", "HalfCheetah-v4", 1_000_000, sb3=True),
+        Entry("ddpg_continuous.py", "Hopper-v4", 1_000_000, sb3=True),
     ],
 }
 

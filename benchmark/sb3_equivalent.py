@@ -3,9 +3,11 @@
 Each entry mirrors a script's defaults (ppo.py's per-action-space presets, dqn.py's CleanRL defaults): the
 same number of envs, rollout and batch sizes, epochs, learning rate, network sizes and normalization.
 Known differences that stay: SB3's DQN uses the Huber loss and clips gradients at norm 10, and SB3 counts
-DQN's target-network interval in calls rather than env steps (the same thing with one env).
+DQN's target-network interval in calls rather than env steps (the same thing with one env). SB3's DDPG updates
+its actor at every gradient step (ddpg_continuous.py's --policy-frequency 1; its default, CleanRL's, is 2).
 """
 
+import numpy as np
 import torch
 
 PPO_COMMON = dict(gamma=0.99, gae_lambda=0.95, clip_range=0.2, vf_coef=0.5, max_grad_norm=0.5,
@@ -28,6 +30,11 @@ EQUIVALENTS = {
         n_steps=128, batch_size=256, n_epochs=4, learning_rate=lambda remaining: 2.5e-4 * remaining,
         gamma=0.99, gae_lambda=0.95, clip_range=0.1, clip_range_vf=0.1, ent_coef=0.01, vf_coef=0.5,
         max_grad_norm=0.5), False),
+    # SB3 adds its action noise in the actor's [-1, 1] space, so sigma 0.1 there is 0.1 half-ranges, as ours.
+    ("ddpg_continuous.py", "continuous"): ("DDPG", 1, dict(
+        learning_rate=3e-4, buffer_size=1_000_000, learning_starts=25_000, batch_size=256, tau=0.005, gamma=0.99,
+        train_freq=1, gradient_steps=1, action_noise_sigma=0.1,
+        policy_kwargs=dict(net_arch=[256, 256], activation_fn=torch.nn.ReLU)), False),
 }
 
 
@@ -42,13 +49,15 @@ def action_kind(env_id: str) -> str:
     return kind
 
 
-def make_model(script: str, env_id: str, seed: int, tensorboard_log=None):
-    """The SB3 model equivalent to running `script` on `env_id`, with its envs."""
+def make_model(script: str, env_id: str, seed: int, tensorboard_log=None, **overrides):
+    """The SB3 model equivalent to running `script` on `env_id`, with its envs; `overrides` replace keyword
+    arguments of the entry."""
     import stable_baselines3
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import VecNormalize
 
     algo, num_envs, kwargs, normalize = EQUIVALENTS[(script, action_kind(env_id))]
+    kwargs = dict(kwargs, **overrides)
     if script == "ppo_atari.py":  # the same Atari preprocessing: SB3's AtariWrapper and a stack of 4 frames
         from stable_baselines3.common.env_util import make_atari_env
         from stable_baselines3.common.vec_env import VecFrameStack
@@ -57,6 +66,11 @@ def make_model(script: str, env_id: str, seed: int, tensorboard_log=None):
         return getattr(stable_baselines3, algo)("CnnPolicy", envs, device="cpu", seed=seed,
                                                 tensorboard_log=tensorboard_log, **kwargs)
     envs = make_vec_env(env_id, n_envs=num_envs, seed=seed)
+    if "action_noise_sigma" in kwargs:  # Gaussian action noise needs the action dimension
+        from stable_baselines3.common.noise import NormalActionNoise
+
+        dim = envs.action_space.shape[0]
+        kwargs["action_noise"] = NormalActionNoise(np.zeros(dim), kwargs.pop("action_noise_sigma") * np.ones(dim))
     if normalize:
         envs = VecNormalize(envs, gamma=kwargs.get("gamma", 0.99))
     return getattr(stable_baselines3, algo)("MlpPolicy", envs, device="cpu", seed=seed,

@@ -30,6 +30,10 @@ sys.path.insert(0, str(REPO))
 class Config:
     script: str
     env_id: str
+    flags: tuple = ()
+    """the script's flags beyond --env-id and --total-timesteps"""
+    sb3_overrides: tuple = ()
+    """(keyword, value) pairs that configure SB3 as `flags` configure the script"""
 
 
 CONFIGS = {
@@ -41,6 +45,11 @@ CONFIGS = {
     "dqn-cartpole": Config("dqn.py", "CartPole-v1"),
     # ppo_atari.py's defaults (CleanRL's): 8 preprocessed Breakout envs x 128 steps, 4 epochs of 4 minibatches.
     "ppo-atari-breakout": Config("ppo_atari.py", "BreakoutNoFrameskip-v4"),
+    # ddpg_continuous.py's defaults (CleanRL's: 256-256 ReLU, batch 256, one gradient step per env step) with the
+    # actor updated every step, as SB3's DDPG does; learning from step 1000 on both sides, so that the window is
+    # mostly learning.
+    "ddpg-hopper": Config("ddpg_continuous.py", "Hopper-v4", ("--policy-frequency", "1", "--learning-starts", "1000"),
+                          (("learning_starts", 1000),)),
 }
 
 
@@ -63,7 +72,7 @@ def measure_ours(config: Config, steps: int) -> float:
     from tests.helpers import read_scalars, run_dir, run_ok
 
     with tempfile.TemporaryDirectory() as tmp:
-        run_ok(config.script, "--env-id", config.env_id, "--total-timesteps", str(steps), cwd=Path(tmp))
+        run_ok(config.script, "--env-id", config.env_id, "--total-timesteps", str(steps), *config.flags, cwd=Path(tmp))
         return read_scalars(run_dir(Path(tmp)))["charts/SPS"][-1][1]
 
 
@@ -73,7 +82,7 @@ def measure_sb3(config: Config, steps: int, threads: Optional[int]) -> float:
 
     if threads:
         torch.set_num_threads(threads)
-    model = make_model(config.script, config.env_id, seed=1)
+    model = make_model(config.script, config.env_id, seed=1, **dict(config.sb3_overrides))
     start = time.perf_counter()
     model.learn(total_timesteps=steps)
     return model.num_timesteps / (time.perf_counter() - start)

@@ -60,8 +60,33 @@ class ShiftedActionsEnv(ConstantRewardEnv):
         return super().step(action)
 
 
+class ConstantRewardBoxEnv(ConstantRewardEnv):
+    """ConstantReward-v0 with a Box action space, for the continuous-action scripts."""
+
+    action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+
+class AsymmetricBoundsEnv(ConstantRewardEnv):
+    """Box actions with asymmetric bounds, none centered on 0; any action outside them is an error."""
+
+    action_space = gym.spaces.Box(np.array([0.0, -3.0, -10.0], np.float32), np.array([2.0, 5.0, -8.0], np.float32))
+
+    def step(self, action):
+        assert self.action_space.contains(action), f"action {action} is not in {self.action_space}"
+        return super().step(action)
+
+
+class UnboundedActionEnv(ConstantRewardEnv):
+    """A Box action space with an unbounded dimension, which a tanh actor cannot span."""
+
+    action_space = gym.spaces.Box(np.array([-1.0, -np.inf], np.float32), np.array([1.0, np.inf], np.float32))
+
+
 CONSTANT_REWARD_LIMIT = 10
 gym.register("ConstantReward-v0", entry_point=ConstantRewardEnv, max_episode_steps=CONSTANT_REWARD_LIMIT)
+gym.register("ConstantRewardBox-v0", entry_point=ConstantRewardBoxEnv, max_episode_steps=CONSTANT_REWARD_LIMIT)
+gym.register("AsymmetricBounds-v0", entry_point=AsymmetricBoundsEnv, max_episode_steps=10)
+gym.register("UnboundedAction-v0", entry_point=UnboundedActionEnv, max_episode_steps=10)
 gym.register("ImageObs-v0", entry_point=ImageObsEnv, max_episode_steps=10)
 gym.register("ScalarObs-v0", entry_point=ScalarObsEnv, max_episode_steps=10)
 gym.register("ShiftedActions-v0", entry_point=ShiftedActionsEnv, max_episode_steps=10)

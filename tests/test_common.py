@@ -15,6 +15,7 @@ import torch
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+import ddpg_continuous
 import dqn
 import ppo
 from tests.envs import CONSTANT_REWARD_LIMIT
@@ -30,7 +31,7 @@ else:
 class Script:
     name: str
     short_run: tuple
-    """flags of a run of a few seconds on CartPole-v1"""
+    """flags of a run of a few seconds on env_id"""
     tags: tuple
     """the TensorBoard tags a training run logs"""
     constant_reward_run: tuple
@@ -38,10 +39,15 @@ class Script:
     start_value: callable
     """checkpoint path -> the learned value of the all-zero observation"""
     env_id: str = "CartPole-v1"
-    """the env short_run trains on (the script's default env)"""
+    """the env short_run trains on"""
     skips: dict = field(default_factory=dict)
     """the shared tests that cannot apply to this script, {test name (or a common bad input's message): why};
     pytest reports them as skipped, with the reason"""
+    constant_reward_env: str = "tests.envs:ConstantReward-v0"
+    """ConstantReward-v0 or its variant with an action space the script handles"""
+    strict_actions_env: str = "tests.envs:ShiftedActions-v0"
+    """an env with an unusual action space (Discrete(2, start=-1); asymmetric Box bounds) that fails on any
+    action outside it"""
 
 
 def ppo_start_value(path):
@@ -52,6 +58,12 @@ def ppo_start_value(path):
 def dqn_start_value(path):
     q_network, _ = dqn.load_checkpoint(path, torch.device("cpu"))
     return q_network(torch.zeros(1, 1)).max().item()
+
+
+def ddpg_start_value(path):
+    actor, qf, _ = ddpg_continuous.load_checkpoint(path, torch.device("cpu"))
+    obs = torch.zeros(1, 1)
+    return qf(obs, actor(obs)).item()
 
 
 SCRIPTS = [
@@ -80,12 +92,20 @@ SCRIPTS = [
                   "needs tests.envs:ConstantReward-v0, not an ALE game",
                   "test_episode_statistics_add_up_every_step_of_every_env":
                   "needs tests.envs:ConstantReward-v0, not an ALE game",
-                  "test_discrete_actions_may_be_numbered_from_any_start": "ALE games number their actions from 0",
+                  "test_actions_reach_the_env_inside_its_own_action_space": "ALE games number their actions from 0",
                   "ppo_atari.py": "the message names this script itself, so the row could not fail; "
                                   "ppo_atari.py's own row asks for 'not an Atari game'",
                   **dict.fromkeys(("needs a flat Box observation space",
                                    "needs a flat Box observation space, got Tuple"),
                                   "any env but an ALE game gets 'not an Atari game' (ppo_atari.py's own rows)")}),
+    Script("ddpg_continuous.py", ("--total-timesteps", "2000", "--learning-starts", "1800", "--buffer-size", "2000",
+                                  "--batch-size", "32"),
+           ("charts/episodic_return", "charts/episodic_length", "charts/SPS", "losses/qf_loss", "losses/qf_values",
+            "losses/actor_loss"),
+           ("--total-timesteps", "3000", "--learning-starts", "200", "--buffer-size", "3000", "--batch-size", "64",
+            "--learning-rate", "1e-3", "--tau", "0.05"),
+           ddpg_start_value, env_id="Pendulum-v1", constant_reward_env="tests.envs:ConstantRewardBox-v0",
+           strict_actions_env="tests.envs:AsymmetricBounds-v0"),
 ]
 by_name = pytest.mark.parametrize("script", SCRIPTS, ids=[s.name for s in SCRIPTS])
 
@@ -102,8 +122,8 @@ def skip_what_cannot_apply(request):
 
 @by_name
 def test_smoke_with_checkpoint_video_tracking_and_evaluation(tmp_path, script):
-    result = run_ok(script.name, *script.short_run, "--save-model", "--capture-video", "--track",
-                    "--eval-episodes", "2", cwd=tmp_path)
+    result = run_ok(script.name, "--env-id", script.env_id, *script.short_run, "--save-model", "--capture-video",
+                    "--track", "--eval-episodes", "2", cwd=tmp_path)
     assert "eval: mean return" in result.stdout
     assert re.search(r"^step \d+/\d+ \| SPS \d+ \| .* \| \d+s elapsed, ~\d+s left$", result.stdout, re.M), result.stdout
     run = run_dir(tmp_path)
@@ -131,7 +151,8 @@ def test_smoke_with_checkpoint_video_tracking_and_evaluation(tmp_path, script):
 
 @by_name
 def test_same_seed_gives_the_same_numbers(tmp_path, script):
-    first, second = (logged_numbers(script.name, "--seed", "3", *script.short_run, cwd=tmp_path / name)
+    first, second = (logged_numbers(script.name, "--env-id", script.env_id, "--seed", "3", *script.short_run,
+                                    cwd=tmp_path / name)
                      for name in ("a", "b"))
     assert first == second
     assert len(first["charts/episodic_return"]) >= 10
@@ -141,7 +162,7 @@ def test_same_seed_gives_the_same_numbers(tmp_path, script):
 def test_truncated_episodes_bootstrap_to_the_infinite_horizon_value(tmp_path, script):
     # Every episode of ConstantReward-v0 is cut by its time limit; the state's true value is 1 / (1 - gamma).
     gamma = 0.9
-    run_ok(script.name, "--env-id", "tests.envs:ConstantReward-v0", "--gamma", str(gamma),
+    run_ok(script.name, "--env-id", script.constant_reward_env, "--gamma", str(gamma),
            *script.constant_reward_run, "--save-model", "--eval-episodes", "1", cwd=tmp_path)
     value = script.start_value(str(run_dir(tmp_path) / f"{script.name[: -len('.py')]}.pt"))
     truncated_sum = (1 - gamma**CONSTANT_REWARD_LIMIT) / (1 - gamma)  # 6.5: the most "truncation = end" learns
@@ -153,7 +174,7 @@ def test_episode_statistics_add_up_every_step_of_every_env(tmp_path, script):
     # ConstantReward-v0 pays 1 per step and cuts every episode after CONSTANT_REWARD_LIMIT steps, so each
     # env's episodes all return and last exactly that many, and end together every LIMIT iterations.
     num_envs = 3
-    run_ok(script.name, *script.short_run, "--env-id", "tests.envs:ConstantReward-v0", "--num-envs", str(num_envs),
+    run_ok(script.name, *script.short_run, "--env-id", script.constant_reward_env, "--num-envs", str(num_envs),
            cwd=tmp_path)
     scalars = read_scalars(run_dir(tmp_path))
     returns, lengths = scalars["charts/episodic_return"], scalars["charts/episodic_length"]
@@ -165,9 +186,10 @@ def test_episode_statistics_add_up_every_step_of_every_env(tmp_path, script):
 
 
 @by_name
-def test_discrete_actions_may_be_numbered_from_any_start(tmp_path, script):
-    # ShiftedActions-v0 takes actions -1 and 0 and fails on anything else, in training and in evaluation.
-    run_ok(script.name, *script.short_run, "--env-id", "tests.envs:ShiftedActions-v0", "--save-model",
+def test_actions_reach_the_env_inside_its_own_action_space(tmp_path, script):
+    # ShiftedActions-v0 takes actions -1 and 0, AsymmetricBounds-v0 actions within [0, 2] x [-3, 5] x [-10, -8];
+    # both fail on anything else, in training and in evaluation.
+    run_ok(script.name, *script.short_run, "--env-id", script.strict_actions_env, "--save-model",
            "--eval-episodes", "1", cwd=tmp_path)
 
 
@@ -194,6 +216,12 @@ BAD_INPUTS = [(script, flags, message) for script in SCRIPTS for flags, message 
     (SCRIPTS[1], ("--tau", "1.5"), "--tau must be in (0, 1]"),
     (SCRIPTS[1], ("--exploration-fraction", "0"), "--exploration-fraction must be in (0, 1]"),
     (SCRIPTS[1], ("--buffer-size", "100000000000"), "GiB of memory available"),
+    (SCRIPTS[2], ("--env-id", "CartPole-v1"), "use dqn.py or ppo.py"),
+    (SCRIPTS[2], ("--env-id", "tests.envs:UnboundedAction-v0"), "unbounded"),
+    (SCRIPTS[2], ("--batch-size", "64", "--buffer-size", "32"), "larger than --buffer-size"),
+    (SCRIPTS[2], ("--policy-frequency", "0"), "--policy-frequency must be positive"),
+    (SCRIPTS[2], ("--tau", "1.5"), "--tau must be in (0, 1]"),
+    (SCRIPTS[2], ("--buffer-size", "100000000000"), "GiB of memory available"),
 ]
 BAD_INPUTS += [(next(s for s in SCRIPTS if s.name == "ppo_atari.py"), flags, message) for flags, message in [
     (("--env-id", "CartPole-v1"), "for vector observations use ppo.py"),

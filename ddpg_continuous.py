@@ -1,0 +1,566 @@
+# /// script
+# requires-python = ">=3.10"
+# dependencies = [
+#     "torch>=2.4",
+#     "numpy>=1.26",
+#     "gymnasium[classic-control,mujoco]>=1.1,<2",
+#     "tyro>=0.8",
+#     "tensorboard>=2.15",
+#     "wandb>=0.18",
+#     "moviepy>=1.0",
+# ]
+# ///
+"""Deep Deterministic Policy Gradient (DDPG) for vector observations and continuous (Box) actions.
+
+DDPG (Lillicrap et al. 2015, "Continuous control with deep reinforcement learning",
+https://arxiv.org/abs/1509.02971) is DQN for continuous actions: the max over actions in DQN's target has no
+closed form when actions are real vectors, so a deterministic actor mu(s) learns the action that maximizes
+the critic Q(s, a) (Silver et al. 2014's deterministic policy gradient). Each env step:
+
+  1. Act: mu(s) plus exploration noise, clipped to the action bounds. A deterministic policy explores only
+     through the noise it is given: Gaussian noise with std `exploration_noise` times each dimension's
+     half-range (default), or the paper's Ornstein-Uhlenbeck noise (--ou-noise), which is correlated in time.
+     Before `learning_starts`, actions are drawn uniformly within the bounds.
+  2. Store the transition (s, a, r, s', terminated) in a replay buffer of the last `buffer_size` transitions;
+     a is the clipped action that was sent to the env.
+  3. After `learning_starts`, one gradient step per env step, each on a minibatch sampled from the buffer:
+     a. critic: regress Q(s, a) on the target
+            y = r + gamma * (1 - terminated) * Q'(s', mu'(s')),
+        where Q' and mu' are target copies of the critic and the actor (the paper's eq. 5-6);
+     b. actor, every `policy_frequency`-th gradient step, against the critic just updated: ascend Q(s, mu(s))
+        by the chain rule dQ/da * dmu/dtheta (the deterministic policy gradient, the paper's eq. 6);
+     c. with the actor, move both target networks towards the online ones by Polyak averaging,
+            theta' <- tau * theta + (1 - tau) * theta'  (the paper's "soft" target updates).
+  4. Repeat until `total_timesteps` env steps (summed over envs) have been taken.
+
+The actor's tanh output in (-1, 1) is mapped onto the env's bounds, each dimension by its own center and
+half-range (asymmetric bounds included), so the same network serves Pendulum's [-2, 2] and Hopper's [-1, 1].
+
+The defaults are CleanRL's ddpg_continuous_action.py, whose published MuJoCo results this file is compared
+with. CleanRL's file follows the DDPG that Fujimoto et al. 2018 (TD3, https://arxiv.org/abs/1802.09477) re-tuned
+as a baseline ("Our DDPG", which scored well above the original settings on MuJoCo in their Table 1). Where the
+defaults differ from the paper:
+  - one learning rate, 3e-4, for both networks (paper: 1e-4 actor, 1e-3 critic with L2 weight decay 1e-2);
+  - 256-256 ReLU networks that take (s, a) at the critic's input, default initialization (paper: 400-300, a
+    entering at the critic's second layer, final layers initialized in +-3e-3, batch normalization);
+  - batch 256 and tau 0.005 (paper: 64 and 0.001);
+  - Gaussian exploration noise with std 0.1 (paper: Ornstein-Uhlenbeck, theta 0.15, sigma 0.2, here behind
+    --ou-noise): Fujimoto et al. found uncorrelated Gaussian noise works as well on MuJoCo;
+  - 25k uniformly random steps before learning (the paper describes none);
+  - the actor and the targets updated every 2nd gradient step, --policy-frequency 2 (TD3's delayed policy
+    updates; --policy-frequency 1 is the paper's DDPG).
+
+Episode ends on gymnasium 1.x: the buffer stores the *real* final observation of an episode as s' (the
+vector envs reset a finished env within the same step, autoreset mode SAME_STEP, and hand over the final
+observation in `infos["final_obs"]`), and a flag that is true only for termination. A time-limit truncation
+therefore bootstraps from Q'(final observation, mu'(final observation)); a termination does not; and no stored
+transition joins the last observation of one episode to the first of the next.
+
+Usage:
+    python ddpg_continuous.py                                   # Hopper-v4 with CleanRL's defaults
+    python ddpg_continuous.py --env-id Pendulum-v1 --total-timesteps 20000 --learning-starts 1000
+    python ddpg_continuous.py --env-id HalfCheetah-v4 --ou-noise --policy-frequency 1   # the paper's DDPG
+    python ddpg_continuous.py --save-model --capture-video --track
+    python ddpg_continuous.py --eval-checkpoint runs/RUN/ddpg_continuous.pt --capture-video
+    python ddpg_continuous.py --help                            # every flag
+"""
+
+import os
+import pickle
+import random
+import sys
+import time
+from collections import deque
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import tyro
+
+
+@dataclass
+class Args:
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment (part of the run name)"""
+    seed: int = 1
+    """seed of the experiment (torch, numpy, random and the envs)"""
+    torch_deterministic: bool = True
+    """if toggled, `torch.backends.cudnn.deterministic=True`"""
+    cuda: bool = True
+    """if toggled, cuda is used when available"""
+    torch_threads: int = 1
+    """CPU threads for torch: 1 measured fastest on 2 cores shared with other work (see the README)"""
+    track: bool = False
+    """if toggled, the run is tracked with Weights & Biases (WANDB_MODE=offline works without network)"""
+    wandb_project_name: str = "single-file-rl"
+    """the Weights & Biases project name"""
+    wandb_entity: Optional[str] = None
+    """the Weights & Biases entity (team)"""
+    capture_video: bool = False
+    """if toggled, record videos of env 0 under `videos/{run_name}`"""
+    save_model: bool = False
+    """if toggled, save a checkpoint to `runs/{run_name}/{exp_name}.pt` and evaluate it after training"""
+    eval_episodes: int = 10
+    """episodes of the deterministic actor (no noise) when evaluating a checkpoint"""
+    eval_checkpoint: Optional[str] = None
+    """path of a checkpoint to evaluate (and film, with --capture-video) instead of training"""
+
+    # Algorithm arguments (CleanRL's ddpg_continuous_action.py defaults; the module docstring lists where
+    # they differ from the paper)
+    env_id: str = "Hopper-v4"
+    """the id of the environment"""
+    total_timesteps: int = 1_000_000
+    """total env steps of the experiment, summed over envs"""
+    learning_rate: float = 3e-4
+    """the learning rate of both optimizers (paper: 1e-4 actor, 1e-3 critic)"""
+    num_envs: int = 1
+    """the number of parallel game environments (each iteration takes one step in each)"""
+    buffer_size: int = 1_000_000
+    """the replay memory buffer size, in transitions (rounded down to a whole number of steps of all envs)"""
+    gamma: float = 0.99
+    """the discount factor gamma"""
+    tau: float = 0.005
+    """the target networks' Polyak averaging rate (paper: 0.001)"""
+    batch_size: int = 256
+    """the batch size of sample from the replay memory (paper: 64)"""
+    exploration_noise: float = 0.1
+    """the std of the Gaussian exploration noise, in half-ranges of each action dimension (paper: OU noise)"""
+    learning_starts: int = 25_000
+    """env steps of uniformly random actions before the first gradient step (the paper describes none)"""
+    policy_frequency: int = 2
+    """update the actor and the targets every this many gradient steps (CleanRL's 2, from TD3; paper: 1)"""
+    ou_noise: bool = False
+    """if toggled, explore with the paper's Ornstein-Uhlenbeck noise instead of Gaussian noise"""
+    ou_theta: float = 0.15
+    """the Ornstein-Uhlenbeck noise's mean-reversion rate per step (paper: 0.15)"""
+    ou_sigma: float = 0.2
+    """the Ornstein-Uhlenbeck noise's volatility, in units of the half-range (paper: 0.2)"""
+
+
+def check_spaces(obs_space: gym.Space, act_space: gym.Space) -> Optional[str]:
+    """Why ddpg_continuous.py cannot run on these spaces, or None if it can."""
+    if isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) >= 2:
+        return f"image observations {obs_space.shape} need a convolutional network: use ppo_atari.py"
+    if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) != 1:
+        return f"ddpg_continuous.py needs a flat Box observation space, got {obs_space}"
+    if isinstance(act_space, gym.spaces.Discrete):
+        return f"ddpg_continuous.py needs a Box action space, got {act_space}: use dqn.py or ppo.py"
+    if not isinstance(act_space, gym.spaces.Box) or len(act_space.shape) != 1:
+        return f"ddpg_continuous.py needs a 1-D Box action space, got {act_space}"
+    unbounded = np.flatnonzero(~(np.isfinite(act_space.low) & np.isfinite(act_space.high)))
+    if len(unbounded):
+        return (f"ddpg_continuous.py needs finite action bounds (its tanh actor spans them), but action "
+                f"dimension(s) {unbounded.tolist()} of {act_space} are unbounded: use ppo.py")
+    return None
+
+
+def check_sizes(args: Args) -> Optional[str]:
+    """Why these sizes cannot work, or None if they can."""
+    for name in ("total_timesteps", "num_envs", "buffer_size", "batch_size", "policy_frequency",
+                 "eval_episodes", "torch_threads"):
+        if getattr(args, name) <= 0:
+            return f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}"
+    if args.learning_starts < 0:
+        return f"--learning-starts must not be negative, got {args.learning_starts}"
+    if args.learning_rate <= 0:
+        return f"--learning-rate must be positive, got {args.learning_rate}"
+    if not 0 < args.tau <= 1:
+        return f"--tau must be in (0, 1], got {args.tau}"
+    if args.exploration_noise < 0 or args.ou_sigma < 0:
+        return f"--exploration-noise and --ou-sigma must not be negative, got {args.exploration_noise}, {args.ou_sigma}"
+    if args.ou_theta <= 0:
+        return f"--ou-theta must be positive, got {args.ou_theta}"
+    if args.batch_size > args.buffer_size:
+        return f"--batch-size {args.batch_size} is larger than --buffer-size {args.buffer_size}"
+    if args.total_timesteps < args.num_envs:
+        return f"--total-timesteps {args.total_timesteps} is fewer than one step of {args.num_envs} envs"
+    return None
+
+
+def make_env(env_id: str, idx: int, capture_video: bool, run_name: str):
+    def thunk():
+        if capture_video and idx == 0:
+            env = gym.make(env_id, render_mode="rgb_array")
+            env = gym.wrappers.RecordVideo(env, f"videos/{run_name}", disable_logger=True)
+        else:
+            env = gym.make(env_id)
+        if isinstance(env.observation_space, gym.spaces.Discrete):
+            # A Discrete(n) observation becomes a one-hot vector of length n (what FlattenObservation does to
+            # a Discrete space), as stable-baselines3 does: an index is not a quantity the network can scale.
+            env = gym.wrappers.FlattenObservation(env)
+        return env
+
+    return thunk
+
+
+class ReplayBuffer:
+    """The last `size` transitions in preallocated arrays; the oldest are overwritten first.
+
+    s' is stored beside s (rather than read from the next row) because with several envs and episode ends
+    the next row is not the next state: an episode's last transition keeps its real final observation.
+    Only `terminated` is stored: a truncated transition must still bootstrap. Each add() writes one step of
+    all envs as a block of consecutive rows; `size` is a multiple of the number of envs, so a block never
+    wraps around midway and is written as a slice (about three times faster than scattering rows by index).
+    """
+
+    def __init__(self, size: int, obs_shape: tuple, action_dim: int, seed: int | np.random.SeedSequence):
+        self.obs = np.zeros((size,) + obs_shape, np.float32)
+        self.next_obs = np.zeros((size,) + obs_shape, np.float32)
+        self.actions = np.zeros((size, action_dim), np.float32)
+        self.rewards = np.zeros(size, np.float32)
+        self.terminations = np.zeros(size, np.float32)
+        self.size, self.pos, self.count = size, 0, 0
+        self.rng = np.random.default_rng(seed)
+
+    @staticmethod
+    def nbytes(size: int, obs_shape: tuple, action_dim: int) -> int:
+        """Memory of a buffer of `size` transitions, known before allocating it (Hopper, 1M: 108 MB)."""
+        return size * 4 * (2 * int(np.prod(obs_shape)) + action_dim + 1 + 1)
+
+    def add(self, obs, next_obs, actions, rewards, terminations):
+        """Store one transition per env (arrays with a leading num_envs axis)."""
+        rows = slice(self.pos, self.pos + len(actions))
+        self.obs[rows], self.next_obs[rows], self.actions[rows] = obs, next_obs, actions
+        self.rewards[rows], self.terminations[rows] = rewards, terminations
+        self.pos = rows.stop % self.size
+        self.count = min(self.count + len(actions), self.size)
+
+    def sample(self, batch_size: int, device: torch.device):
+        """A uniform sample (with replacement) of stored transitions, as tensors."""
+        idx = self.rng.integers(0, self.count, batch_size)
+        return tuple(torch.as_tensor(a[idx], device=device)
+                     for a in (self.obs, self.actions, self.rewards, self.next_obs, self.terminations))
+
+
+class Actor(nn.Module):
+    """mu(s): a 256-256 ReLU MLP whose tanh output is mapped onto the action bounds, dimension by dimension:
+    action = center + half_range * tanh(.), so tanh's -1 and 1 are the low and high bounds. The layers are
+    called one by one rather than through nn.Sequential: each module call costs microseconds."""
+
+    def __init__(self, obs_dim: int, action_space: gym.spaces.Box):
+        super().__init__()
+        action_dim = action_space.shape[0]
+        self.fc1, self.fc2, self.fc_mu = nn.Linear(obs_dim, 256), nn.Linear(256, 256), nn.Linear(256, action_dim)
+        low, high = action_space.low.astype(np.float64), action_space.high.astype(np.float64)
+        # Buffers, not parameters: they move with .to(device) and are saved, but are not trained.
+        self.register_buffer("action_scale", torch.as_tensor((high - low) / 2.0, dtype=torch.float32))
+        self.register_buffer("action_bias", torch.as_tensor((high + low) / 2.0, dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.fc1(x))
+        x = F.relu(self.fc2(x))
+        return torch.addcmul(self.action_bias, self.action_scale, torch.tanh(self.fc_mu(x)))
+
+
+class QNetwork(nn.Module):
+    """Q(s, a): a 256-256 ReLU MLP on the concatenated observation and action, one output."""
+
+    def __init__(self, obs_dim: int, action_dim: int):
+        super().__init__()
+        self.fc1, self.fc2, self.fc3 = nn.Linear(obs_dim + action_dim, 256), nn.Linear(256, 256), nn.Linear(256, 1)
+
+    def forward(self, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.fc1(torch.cat([x, a], 1)))
+        x = F.relu(self.fc2(x))
+        return self.fc3(x).squeeze(1)
+
+
+def critic_target(rewards, terminations, next_q_target, gamma: float) -> torch.Tensor:
+    """y = r + gamma * (1 - terminated) * Q'(s', mu'(s')); next_q_target holds Q'(s', mu'(s')) per row.
+    A truncated transition is stored as not terminated, so it bootstraps like any other."""
+    return rewards + gamma * (1.0 - terminations) * next_q_target
+
+
+def polyak_update(target_params: list, params: list, tau: float):
+    """theta' <- tau * theta + (1 - tau) * theta' for every tensor at once. lerp(theta', theta, tau) is
+    exactly theta' + tau * (theta - theta'), and the foreach form is one fused call for all the tensors
+    instead of three small operations per tensor."""
+    torch._foreach_lerp_(target_params, params, tau)
+
+
+class OUNoise:
+    """Ornstein-Uhlenbeck noise, one process per env and action dimension, started at 0 (the paper's choice).
+
+    The process dx = -theta x dt + sigma dW reverts to 0 at rate theta, so consecutive actions are pushed the
+    same way (exploration with momentum, meant for physical control). It is sampled exactly at dt = 1 step:
+        x <- exp(-theta) x + sigma * sqrt((1 - exp(-2 theta)) / (2 theta)) * N(0, 1),
+    whose stationary std is sigma / sqrt(2 theta) (0.37 for the paper's theta 0.15 and sigma 0.2).
+    """
+
+    def __init__(self, shape: tuple, theta: float, sigma: float, rng: np.random.Generator):
+        self.decay = np.exp(-theta)
+        self.step_std = sigma * np.sqrt((1.0 - np.exp(-2.0 * theta)) / (2.0 * theta))
+        self.state, self.rng = np.zeros(shape), rng
+
+    def sample(self) -> np.ndarray:
+        self.state = self.decay * self.state + self.step_std * self.rng.standard_normal(self.state.shape)
+        return self.state
+
+    def reset(self, envs: np.ndarray):
+        """Restart the processes of the envs whose episode ended."""
+        self.state[envs] = 0.0
+
+
+class DDPG:
+    """The actor, the critic, their target copies and optimizers, and one gradient step of the algorithm."""
+
+    def __init__(self, obs_dim: int, action_space: gym.spaces.Box, learning_rate: float, device: torch.device):
+        action_dim = action_space.shape[0]
+        self.actor = Actor(obs_dim, action_space).to(device)
+        self.qf = QNetwork(obs_dim, action_dim).to(device)
+        self.actor_target = Actor(obs_dim, action_space).to(device)
+        self.qf_target = QNetwork(obs_dim, action_dim).to(device)
+        self.actor_target.load_state_dict(self.actor.state_dict())
+        self.qf_target.load_state_dict(self.qf.state_dict())
+        # The targets are only ever moved by polyak_update, never by gradients.
+        self.actor_target.requires_grad_(False)
+        self.qf_target.requires_grad_(False)
+        # fused: one kernel for the whole parameter update instead of a loop of small ops per tensor
+        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=learning_rate, fused=True)
+        self.q_optimizer = torch.optim.Adam(self.qf.parameters(), lr=learning_rate, fused=True)
+        self.online_params = [*self.actor.parameters(), *self.qf.parameters()]
+        self.target_params = [*self.actor_target.parameters(), *self.qf_target.parameters()]
+
+    def update(self, obs, actions, rewards, next_obs, terminations, gamma: float, tau: float, update_actor: bool):
+        """One gradient step on a minibatch: the critic, then (if update_actor) the actor against the updated
+        critic and both targets. Returns (critic loss, Q(s, a), actor loss or None), as tensors."""
+        with torch.no_grad():  # the target is a constant of the critic's regression: no graph for it
+            target = critic_target(rewards, terminations, self.qf_target(next_obs, self.actor_target(next_obs)),
+                                   gamma)
+        q_values = self.qf(obs, actions)
+        qf_loss = F.mse_loss(q_values, target)
+        self.q_optimizer.zero_grad()
+        qf_loss.backward()
+        self.q_optimizer.step()
+        if not update_actor:
+            return qf_loss, q_values, None
+
+        # The actor's loss needs gradients *through* the critic (dQ/da), not *for* its weights: with the
+        # critic's parameters frozen, backward skips their weight gradients, half of its work in the critic.
+        self.qf.requires_grad_(False)
+        actor_loss = -self.qf(obs, self.actor(obs)).mean()
+        self.actor_optimizer.zero_grad()
+        actor_loss.backward()
+        self.actor_optimizer.step()
+        self.qf.requires_grad_(True)
+        polyak_update(self.target_params, self.online_params, tau)
+        return qf_loss, q_values, actor_loss
+
+
+def real_next_obs(next_obs: np.ndarray, infos: dict) -> np.ndarray:
+    """s' of each env's transition. Where an episode ended, next_obs already holds the next episode's first
+    observation; the observation the step really led to is in infos["final_obs"]."""
+    if "final_obs" not in infos:  # no episode ended in this step
+        return next_obs
+    real = next_obs.copy()
+    for i in np.flatnonzero(infos["_final_obs"]):
+        real[i] = infos["final_obs"][i]
+    return real
+
+
+def load_checkpoint(path: str, device: torch.device):
+    """Rebuild (actor, critic, saved args dict) from a checkpoint written by --save-model. The file is read
+    onto the CPU, the networks are built there and then moved to `device`. weights_only=True: loading someone
+    else's file cannot run their code."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    saved = ckpt["args"]
+    env = make_env(saved["env_id"], 0, False, "")()
+    obs_dim = env.observation_space.shape[0]
+    actor, qf = Actor(obs_dim, env.action_space), QNetwork(obs_dim, env.action_space.shape[0])
+    actor.load_state_dict(ckpt["actor"])
+    qf.load_state_dict(ckpt["qf"])
+    env.close()
+    return actor.to(device), qf.to(device), saved
+
+
+def evaluate(actor: Actor, saved: dict, eval_episodes: int, run_name: str, capture_video: bool,
+             device: torch.device, seed: int):
+    """Episodic returns of a loaded checkpoint's deterministic actor, without exploration noise."""
+    env = make_env(saved["env_id"], 0, capture_video, run_name)()
+    low, high = env.action_space.low, env.action_space.high
+    returns = []
+    obs, _ = env.reset(seed=seed)
+    episode_return = 0.0
+    while len(returns) < eval_episodes:
+        with torch.no_grad():
+            action = actor(torch.as_tensor(obs[None], dtype=torch.float32, device=device))[0].cpu().numpy()
+        obs, reward, terminated, truncated, _ = env.step(np.clip(action, low, high))
+        episode_return += float(reward)
+        if terminated or truncated:
+            returns.append(episode_return)
+            episode_return = 0.0
+            obs, _ = env.reset()
+    env.close()
+    return returns
+
+
+def fail(message: str):
+    """A user's mistake: one line on stderr, exit status 2, nothing written."""
+    print(f"ddpg_continuous.py: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+if __name__ == "__main__":
+    args = tyro.cli(Args)
+    torch.set_num_threads(max(args.torch_threads, 1))
+    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+    if args.capture_video and not os.environ.get("DISPLAY"):
+        os.environ.setdefault("MUJOCO_GL", "egl")  # MuJoCo's offscreen GL backend when there is no display
+
+    if args.eval_checkpoint is not None:
+        if not os.path.isfile(args.eval_checkpoint):
+            fail(f"no checkpoint at {args.eval_checkpoint}")
+        if args.eval_episodes <= 0:
+            fail(f"--eval-episodes must be positive, got {args.eval_episodes}")
+        run_name = f"{Path(args.eval_checkpoint).stem}-eval__{int(time.time())}"
+        try:
+            actor, _, saved = load_checkpoint(args.eval_checkpoint, device)
+        except (pickle.UnpicklingError, RuntimeError, KeyError, EOFError) as e:
+            fail(f"cannot load checkpoint {args.eval_checkpoint}: {str(e).splitlines()[0]}")
+        returns = evaluate(actor, saved, args.eval_episodes, run_name, args.capture_video, device, args.seed)
+        print(f"eval: mean return {np.mean(returns):.2f} +- {np.std(returns):.2f} over {len(returns)} episodes")
+        sys.exit(0)
+
+    # Validate everything before the first file is written (or the buffer allocated).
+    try:
+        probe = make_env(args.env_id, 0, False, "")()
+    except (gym.error.Error, ModuleNotFoundError, ImportError) as e:
+        fail(f"cannot make env {args.env_id!r}: {e}")
+    problem = check_spaces(probe.observation_space, probe.action_space) or check_sizes(args)
+    if problem:
+        fail(problem)
+    obs_shape, action_dim = probe.observation_space.shape, probe.action_space.shape[0]
+    probe.close()
+    buffer_size = max(args.buffer_size // args.num_envs, 1) * args.num_envs  # whole steps of all envs
+    buffer_bytes = ReplayBuffer.nbytes(buffer_size, obs_shape, action_dim)
+    available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    if buffer_bytes > 0.8 * available:
+        fail(f"a replay buffer of {buffer_size} transitions needs {buffer_bytes / 2**30:.1f} GiB, "
+             f"more than the {available / 2**30:.1f} GiB of memory available")
+
+    run_name = f"{args.env_id.replace('/', '-').replace(':', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    if args.track:
+        import wandb
+
+        try:
+            wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, sync_tensorboard=True,
+                       config=vars(args), name=run_name, save_code=True, settings=wandb.Settings(init_timeout=60))
+        except Exception as e:  # no network or no login: say so instead of a traceback
+            fail(f"Weights & Biases did not start ({str(e).splitlines()[0]}); WANDB_MODE=offline logs locally")
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(f"runs/{run_name}")
+    writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in vars(args).items()))
+
+    # Seeding: same seed, same numbers on the CPU.
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    # Exploration and replay sampling draw from independent streams derived from the seed (two generators
+    # seeded with the same number would draw the same numbers, coupling the two).
+    explore_seed, replay_seed = np.random.SeedSequence(args.seed).spawn(2)
+    rng = np.random.default_rng(explore_seed)
+
+    # Env setup. SAME_STEP autoreset: a finished env is reset inside the step that ended it, and its real
+    # final observation comes back in infos["final_obs"] (see the module docstring).
+    envs = gym.vector.SyncVectorEnv(
+        [make_env(args.env_id, i, args.capture_video, run_name) for i in range(args.num_envs)],
+        autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
+    )
+    action_space = envs.single_action_space
+    low, high = action_space.low, action_space.high
+    half_range = (high.astype(np.float64) - low) / 2.0  # noise is scaled per dimension, like the actor's output
+    ou = OUNoise((args.num_envs, action_dim), args.ou_theta, args.ou_sigma, rng) if args.ou_noise else None
+
+    ddpg = DDPG(obs_shape[0], action_space, args.learning_rate, device)
+    print(f"replay buffer: {buffer_size} transitions, {buffer_bytes / 2**20:.1f} MiB")
+    rb = ReplayBuffer(buffer_size, obs_shape, action_dim, replay_seed)
+
+    start_time = time.time()
+    # Episode statistics, summed here rather than by gymnasium's RecordEpisodeStatistics wrapper, and written to
+    # TensorBoard with the progress line rather than as episodes end: the writer's thread wakes up for every
+    # scalar and takes the GIL.
+    episode_returns, episode_lengths = np.zeros(args.num_envs), np.zeros(args.num_envs, np.int64)
+    finished = []  # (global_step, return, length) of the episodes not yet written
+    recent_returns = deque(maxlen=10)
+    num_iterations = -(-args.total_timesteps // args.num_envs)
+    print_every = max(1, num_iterations // 50)
+    gradient_steps, actor_loss = 0, None
+    obs, _ = envs.reset(seed=args.seed)
+    for iteration in range(1, num_iterations + 1):
+        global_step = iteration * args.num_envs
+
+        # 1. Act: uniformly at random during the warm-up, then mu(s) plus noise, clipped to the bounds.
+        if global_step <= args.learning_starts:
+            actions = rng.uniform(low, high, (args.num_envs, action_dim))
+        else:
+            with torch.inference_mode():
+                actions = ddpg.actor(torch.as_tensor(obs, dtype=torch.float32, device=device)).cpu().numpy()
+            noise = ou.sample() if ou is not None else rng.normal(0.0, args.exploration_noise, actions.shape)
+            actions = actions + noise * half_range
+        actions = np.clip(actions, low, high).astype(np.float32)
+        next_obs, rewards, terminations, truncations, infos = envs.step(actions)
+
+        episode_returns += rewards
+        episode_lengths += 1
+        dones = np.flatnonzero(terminations | truncations)
+        for i in dones:  # SAME_STEP: env i starts afresh next step
+            finished.append((global_step, float(episode_returns[i]), int(episode_lengths[i])))
+            recent_returns.append(float(episode_returns[i]))
+            episode_returns[i], episode_lengths[i] = 0.0, 0
+        if ou is not None and len(dones):
+            ou.reset(dones)
+
+        # 2. Store (s, a, r, s', terminated), a being the clipped action that was sent: truncations are stored
+        #    as not terminated, so they bootstrap.
+        rb.add(obs, real_next_obs(next_obs, infos), actions, rewards, terminations)
+        obs = next_obs
+
+        # 3. Learn: one gradient step per env step, so num_envs of them per iteration, after the warm-up.
+        if global_step > args.learning_starts:
+            for _ in range(args.num_envs):
+                gradient_steps += 1
+                update_actor = gradient_steps % args.policy_frequency == 0
+                qf_loss, q_values, loss = ddpg.update(*rb.sample(args.batch_size, device), args.gamma, args.tau,
+                                                      update_actor)
+                actor_loss = loss if update_actor else actor_loss  # the latest, for the log
+                if gradient_steps % 100 == 0:
+                    writer.add_scalar("losses/qf_loss", qf_loss.item(), global_step)
+                    writer.add_scalar("losses/qf_values", q_values.mean().item(), global_step)
+                    if actor_loss is not None:
+                        writer.add_scalar("losses/actor_loss", actor_loss.item(), global_step)
+
+        if iteration % print_every == 0 or iteration == num_iterations:
+            for end_step, episodic_return, episodic_length in finished:
+                writer.add_scalar("charts/episodic_return", episodic_return, end_step)
+                writer.add_scalar("charts/episodic_length", episodic_length, end_step)
+            finished.clear()
+            elapsed = time.time() - start_time
+            sps = int(global_step / elapsed)
+            writer.add_scalar("charts/SPS", sps, global_step)
+            mean_return = f"{np.mean(recent_returns):.1f}" if recent_returns else "n/a"
+            remaining = elapsed * (args.total_timesteps - global_step) / global_step
+            print(f"step {global_step}/{args.total_timesteps} | SPS {sps} | return {mean_return} (last 10 episodes)"
+                  f" | {elapsed:.0f}s elapsed, ~{remaining:.0f}s left", flush=True)
+
+    envs.close()
+    if args.save_model:
+        model_path = f"runs/{run_name}/{args.exp_name}.pt"
+        torch.save({"actor": ddpg.actor.state_dict(), "qf": ddpg.qf.state_dict(), "args": asdict(args)}, model_path)
+        print(f"model saved to {model_path}")
+        # Evaluate what was written, not the object in memory: this also proves the checkpoint round-trips.
+        actor, _, saved = load_checkpoint(model_path, device)
+        episodic_returns = evaluate(actor, saved, args.eval_episodes, f"{run_name}-eval", args.capture_video,
+                                    device, args.seed)
+        for idx, episodic_return in enumerate(episodic_returns):
+            writer.add_scalar("eval/episodic_return", episodic_return, idx)
+        print(f"eval: mean return {np.mean(episodic_returns):.2f} over {len(episodic_returns)} episodes")
+    writer.close()
+    if args.track:
+        wandb.finish()
