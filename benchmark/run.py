@@ -55,6 +55,7 @@ PROFILES = {
         Entry("ppo.py", "CartPole-v1", 50_000, (1,)),
         Entry("ppo.py", "InvertedPendulum-v4", 20_480, (1,)),
         Entry("dqn.py", "CartPole-v1", 30_000, (1,), ("--learning-starts", "5000")),
+        Entry("a2c.py", "CartPole-v1", 50_000, (1,)),
     ],
     "full": [
         Entry("ppo.py", "CartPole-v1", 500_000, sb3=True),
@@ -62,6 +63,10 @@ PROFILES = {
         Entry("dqn.py", "CartPole-v1", 500_000, sb3=True),
         Entry("dqn.py", "Acrobot-v1", 500_000, sb3=True),
         Entry("dqn.py", "MountainCar-v0", 500_000),
+        Entry("a2c.py", "CartPole-v1", 500_000, sb3=True),
+        Entry("a2c.py", "Acrobot-v1", 500_000, sb3=True),
+        Entry("a2c.py", "InvertedPendulum-v4", 200_000, sb3=True),
+        Entry("a2c.py", "Hopper-v4", 1_000_000, sb3=True),
     ],
 }
 
@@ -220,6 +225,8 @@ def main(profile: Literal[tuple(PROFILES)] = "quick", jobs: int = os.cpu_count()
     out = results / profile
     all_jobs = jobs_of(PROFILES[profile])
     todo = [job for job in all_jobs if not (out / "runs" / job.name / "episodes.csv").exists()]
+    # The scripts' own runs first, then SB3's seed by seed: a benchmark cut short still has a row for everything.
+    todo.sort(key=lambda job: (job.runner.startswith("sb3-"), job.seed if job.runner.startswith("sb3-") else 0))
     if not report_only and todo:
         from tqdm import tqdm
 

@@ -39,6 +39,8 @@ CONFIGS = {
     "ppo-hopper": Config("ppo.py", "Hopper-v4"),
     # dqn.py's defaults (CleanRL's): 1 env, a gradient step of batch 128 every 10 env steps, 120-84 ReLU MLP.
     "dqn-cartpole": Config("dqn.py", "CartPole-v1"),
+    # a2c.py's discrete preset (SB3's A2C defaults, zoo's CartPole-v1): 8 envs x 5 steps, one RMSprop step each.
+    "a2c-cartpole": Config("a2c.py", "CartPole-v1"),
 }
 
 

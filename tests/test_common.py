@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import pytest
 import torch
 
+import a2c
 import dqn
 import ppo
 from tests.envs import CONSTANT_REWARD_LIMIT
@@ -36,6 +37,11 @@ def dqn_start_value(path):
     return q_network(torch.zeros(1, 1)).max().item()
 
 
+def a2c_start_value(path):
+    agent, _, _ = a2c.load_checkpoint(path, torch.device("cpu"))
+    return agent.get_value(torch.zeros(1, 1)).item()
+
+
 SCRIPTS = [
     Script("ppo.py", ("--total-timesteps", "2048"),
            ("charts/episodic_return", "charts/episodic_length", "charts/SPS", "charts/learning_rate",
@@ -49,6 +55,10 @@ SCRIPTS = [
            ("--total-timesteps", "20000", "--learning-starts", "500", "--train-frequency", "1", "--buffer-size",
             "5000", "--batch-size", "64", "--target-network-frequency", "100", "--learning-rate", "1e-3"),
            dqn_start_value),
+    Script("a2c.py", ("--total-timesteps", "2000"),
+           ("charts/episodic_return", "charts/episodic_length", "charts/SPS", "charts/learning_rate",
+            "losses/value_loss", "losses/policy_loss", "losses/entropy", "losses/explained_variance"),
+           ("--total-timesteps", "20000", "--learning-rate", "1e-3"), a2c_start_value),
 ]
 by_name = pytest.mark.parametrize("script", SCRIPTS, ids=[s.name for s in SCRIPTS])
 
@@ -137,6 +147,9 @@ BAD_INPUTS = [(script, flags, message) for script in SCRIPTS for flags, message 
     (SCRIPTS[1], ("--tau", "1.5"), "--tau must be in (0, 1]"),
     (SCRIPTS[1], ("--exploration-fraction", "0"), "--exploration-fraction must be in (0, 1]"),
     (SCRIPTS[1], ("--buffer-size", "100000000000"), "GiB of memory available"),
+    (SCRIPTS[2], ("--env-id", "tests.envs:MultiDiscreteAction-v0"), "MultiDiscrete"),
+    (SCRIPTS[2], ("--num-steps", "0"), "--num-steps must be positive"),
+    (SCRIPTS[2], ("--total-timesteps", "10"), "smaller than one rollout"),
 ]
 
 
