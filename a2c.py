@@ -107,7 +107,8 @@ class Args:
     env_id: str = "CartPole-v1"
     """the id of the environment"""
     total_timesteps: Optional[int] = None
-    """total env steps of the experiment, summed over envs (preset: 500k discrete, 1M continuous)"""
+    """total env steps of the experiment, summed over envs (preset: 500k discrete as rl-baselines3-zoo's A2C
+    CartPole-v1, 1M continuous as its MuJoCo entries)"""
     learning_rate: float = 7e-4
     """the learning rate of the optimizer"""
     num_envs: int = 8
@@ -131,7 +132,8 @@ class Args:
     max_grad_norm: float = 0.5
     """the maximum norm for the global gradient clipping"""
     norm_obs: Optional[bool] = None
-    """normalize observations by a running mean and std (preset: off discrete, on continuous)"""
+    """normalize observations by a running mean and std (preset: off discrete, on continuous: the zoo's A2C
+    `normalize` for CartPole-v1 and MuJoCo)"""
     norm_reward: Optional[bool] = None
     """scale rewards by the running std of the discounted return (preset: off discrete, on continuous)"""
     obs_clip: float = 10.0
