@@ -59,6 +59,7 @@ PROFILES = {
         Entry("ppo_atari.py", "BreakoutNoFrameskip-v4", 4096, (1,)),
         Entry("ddpg_continuous.py", "Pendulum-v1", 12_000, (1,),
               ("--learning-starts", "1000", "--learning-rate", "1e-3")),
+        Entry("a2c.py", "CartPole-v1", 50_000, (1,)),
     ],
     "full": [
         Entry("ppo.py", "CartPole-v1", 500_000, sb3=True),
@@ -72,6 +73,10 @@ PROFILES = {
         Entry("ppo_atari.py", "PongNoFrameskip-v4", 1_000_000, (1,), sb3=True),
         Entry("ddpg_continuous.py", "HalfCheetah-v4", 1_000_000, sb3=True),
         Entry("ddpg_continuous.py", "Hopper-v4", 1_000_000, sb3=True),
+        Entry("a2c.py", "CartPole-v1", 500_000, sb3=True),
+        Entry("a2c.py", "Acrobot-v1", 500_000, sb3=True),
+        Entry("a2c.py", "InvertedPendulum-v4", 200_000, sb3=True),
+        Entry("a2c.py", "Hopper-v4", 1_000_000, sb3=True),
     ],
 }
 
@@ -248,6 +253,8 @@ def main(profile: Literal[tuple(PROFILES)] = "quick", jobs: int = os.cpu_count()
     # The selection only chooses what runs: the summary and the pictures cover every finished run of the profile.
     selected = select(all_jobs, scripts, envs, seeds)
     todo = [job for job in selected if not (out / "runs" / job.name / "episodes.csv").exists()]
+    # The scripts' own runs first, then SB3's seed by seed: a benchmark cut short still has a row for everything.
+    todo.sort(key=lambda job: (job.runner.startswith("sb3-"), job.seed if job.runner.startswith("sb3-") else 0))
     if not report_only and todo:
         from tqdm import tqdm
 

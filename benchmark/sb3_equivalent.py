@@ -13,6 +13,10 @@ import torch
 PPO_COMMON = dict(gamma=0.99, gae_lambda=0.95, clip_range=0.2, vf_coef=0.5, max_grad_norm=0.5,
                   policy_kwargs=dict(net_arch=dict(pi=[64, 64], vf=[64, 64])))  # 64-64 tanh, separate networks
 
+A2C_COMMON = dict(n_steps=5, learning_rate=7e-4, gamma=0.99, gae_lambda=1.0, ent_coef=0.0, vf_coef=0.5,
+                  max_grad_norm=0.5, use_rms_prop=True, rms_prop_eps=1e-5, normalize_advantage=False,
+                  policy_kwargs=dict(net_arch=dict(pi=[64, 64], vf=[64, 64])))
+
 # (script, action space kind) -> (SB3 class name, number of envs, keyword arguments, VecNormalize or not)
 EQUIVALENTS = {
     ("ppo.py", "discrete"): ("PPO", 4, dict(PPO_COMMON, n_steps=128, batch_size=128, n_epochs=4,
@@ -35,6 +39,11 @@ EQUIVALENTS = {
         learning_rate=3e-4, buffer_size=1_000_000, learning_starts=25_000, batch_size=256, tau=0.005, gamma=0.99,
         train_freq=1, gradient_steps=1, action_noise_sigma=0.1,
         policy_kwargs=dict(net_arch=[256, 256], activation_fn=torch.nn.ReLU)), False),
+    # SB3's A2C defaults are a2c.py's (RMSprop alpha 0.99 eps 1e-5, lr 7e-4, 5 steps, gae_lambda 1, vf 0.5,
+    # no entropy bonus, no advantage normalization, grad norm 0.5); spelled out so that the two cannot drift.
+    # One difference stays: SB3 clips Gaussian actions to the bounds without rescaling, a2c.py rescales [-1, 1].
+    ("a2c.py", "discrete"): ("A2C", 8, A2C_COMMON, False),
+    ("a2c.py", "continuous"): ("A2C", 8, A2C_COMMON, True),
 }
 
 

@@ -50,6 +50,8 @@ CONFIGS = {
     # mostly learning.
     "ddpg-hopper": Config("ddpg_continuous.py", "Hopper-v4", ("--policy-frequency", "1", "--learning-starts", "1000"),
                           (("learning_starts", 1000),)),
+    # a2c.py's discrete preset (SB3's A2C defaults, zoo's CartPole-v1): 8 envs x 5 steps, one RMSprop step each.
+    "a2c-cartpole": Config("a2c.py", "CartPole-v1"),
 }
 
 

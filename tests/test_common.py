@@ -15,6 +15,7 @@ import torch
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+import a2c
 import ddpg_continuous
 import dqn
 import ppo
@@ -64,6 +65,9 @@ def ddpg_start_value(path):
     actor, qf, _ = ddpg_continuous.load_checkpoint(path, torch.device("cpu"))
     obs = torch.zeros(1, 1)
     return qf(obs, actor(obs)).item()
+def a2c_start_value(path):
+    agent, _, _ = a2c.load_checkpoint(path, torch.device("cpu"))
+    return agent.get_value(torch.zeros(1, 1)).item()
 
 
 SCRIPTS = [
@@ -106,7 +110,12 @@ SCRIPTS = [
             "--learning-rate", "1e-3", "--tau", "0.05"),
            ddpg_start_value, env_id="Pendulum-v1", constant_reward_env="tests.envs:ConstantRewardBox-v0",
            strict_actions_env="tests.envs:AsymmetricBounds-v0"),
+    Script("a2c.py", ("--total-timesteps", "2000"),
+           ("charts/episodic_return", "charts/episodic_length", "charts/SPS", "charts/learning_rate",
+            "losses/value_loss", "losses/policy_loss", "losses/entropy", "losses/explained_variance"),
+           ("--total-timesteps", "20000", "--learning-rate", "1e-3"), a2c_start_value),
 ]
+SCRIPT = {script.name: script for script in SCRIPTS}
 by_name = pytest.mark.parametrize("script", SCRIPTS, ids=[s.name for s in SCRIPTS])
 
 
@@ -204,26 +213,29 @@ COMMON_BAD_INPUTS = [
     (("--eval-checkpoint", "missing.pt"), "no checkpoint"),
 ]
 BAD_INPUTS = [(script, flags, message) for script in SCRIPTS for flags, message in COMMON_BAD_INPUTS] + [
-    (SCRIPTS[0], ("--env-id", "tests.envs:MultiDiscreteAction-v0"), "MultiDiscrete"),
-    (SCRIPTS[0], ("--env-id", "BreakoutNoFrameskip-v4"), "Atari game, played from pixels: use ppo_atari.py"),
-    (SCRIPTS[1], ("--env-id", "ALE/Pong-v5"), "Atari game, played from pixels: use ppo_atari.py"),
-    (SCRIPTS[0], ("--num-minibatches", "3"), "does not divide"),
-    (SCRIPTS[0], ("--num-steps", "0"), "--num-steps must be positive"),
-    (SCRIPTS[0], ("--total-timesteps", "100"), "smaller than one rollout"),
-    (SCRIPTS[1], ("--env-id", "Pendulum-v1"), "ppo.py or ddpg_continuous.py"),
-    (SCRIPTS[1], ("--batch-size", "64", "--buffer-size", "32"), "larger than --buffer-size"),
-    (SCRIPTS[1], ("--buffer-size", "0"), "--buffer-size must be positive"),
-    (SCRIPTS[1], ("--tau", "1.5"), "--tau must be in (0, 1]"),
-    (SCRIPTS[1], ("--exploration-fraction", "0"), "--exploration-fraction must be in (0, 1]"),
-    (SCRIPTS[1], ("--buffer-size", "100000000000"), "GiB of memory available"),
-    (SCRIPTS[2], ("--env-id", "CartPole-v1"), "use dqn.py or ppo.py"),
-    (SCRIPTS[2], ("--env-id", "tests.envs:UnboundedAction-v0"), "unbounded"),
-    (SCRIPTS[2], ("--batch-size", "64", "--buffer-size", "32"), "larger than --buffer-size"),
-    (SCRIPTS[2], ("--policy-frequency", "0"), "--policy-frequency must be positive"),
-    (SCRIPTS[2], ("--tau", "1.5"), "--tau must be in (0, 1]"),
-    (SCRIPTS[2], ("--buffer-size", "100000000000"), "GiB of memory available"),
+    (SCRIPT["ppo.py"], ("--env-id", "tests.envs:MultiDiscreteAction-v0"), "MultiDiscrete"),
+    (SCRIPT["ppo.py"], ("--env-id", "BreakoutNoFrameskip-v4"), "Atari game, played from pixels: use ppo_atari.py"),
+    (SCRIPT["dqn.py"], ("--env-id", "ALE/Pong-v5"), "Atari game, played from pixels: use ppo_atari.py"),
+    (SCRIPT["ppo.py"], ("--num-minibatches", "3"), "does not divide"),
+    (SCRIPT["ppo.py"], ("--num-steps", "0"), "--num-steps must be positive"),
+    (SCRIPT["ppo.py"], ("--total-timesteps", "100"), "smaller than one rollout"),
+    (SCRIPT["dqn.py"], ("--env-id", "Pendulum-v1"), "ppo.py or ddpg_continuous.py"),
+    (SCRIPT["dqn.py"], ("--batch-size", "64", "--buffer-size", "32"), "larger than --buffer-size"),
+    (SCRIPT["dqn.py"], ("--buffer-size", "0"), "--buffer-size must be positive"),
+    (SCRIPT["dqn.py"], ("--tau", "1.5"), "--tau must be in (0, 1]"),
+    (SCRIPT["dqn.py"], ("--exploration-fraction", "0"), "--exploration-fraction must be in (0, 1]"),
+    (SCRIPT["dqn.py"], ("--buffer-size", "100000000000"), "GiB of memory available"),
+    (SCRIPT["ddpg_continuous.py"], ("--env-id", "CartPole-v1"), "use dqn.py or ppo.py"),
+    (SCRIPT["ddpg_continuous.py"], ("--env-id", "tests.envs:UnboundedAction-v0"), "unbounded"),
+    (SCRIPT["ddpg_continuous.py"], ("--batch-size", "64", "--buffer-size", "32"), "larger than --buffer-size"),
+    (SCRIPT["ddpg_continuous.py"], ("--policy-frequency", "0"), "--policy-frequency must be positive"),
+    (SCRIPT["ddpg_continuous.py"], ("--tau", "1.5"), "--tau must be in (0, 1]"),
+    (SCRIPT["ddpg_continuous.py"], ("--buffer-size", "100000000000"), "GiB of memory available"),
+    (SCRIPT["a2c.py"], ("--env-id", "tests.envs:MultiDiscreteAction-v0"), "MultiDiscrete"),
+    (SCRIPT["a2c.py"], ("--num-steps", "0"), "--num-steps must be positive"),
+    (SCRIPT["a2c.py"], ("--total-timesteps", "10"), "smaller than one rollout"),
 ]
-BAD_INPUTS += [(next(s for s in SCRIPTS if s.name == "ppo_atari.py"), flags, message) for flags, message in [
+BAD_INPUTS += [(SCRIPT["ppo_atari.py"], flags, message) for flags, message in [
     (("--env-id", "CartPole-v1"), "for vector observations use ppo.py"),
     (("--env-id", "tests.envs:ImageObs-v0"), "not an Atari game"),
     (("--num-minibatches", "3"), "does not divide"),

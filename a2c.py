@@ -1,0 +1,626 @@
+# /// script
+# requires-python = ">=3.10"
+# dependencies = [
+#     "torch>=2.4",
+#     "numpy>=1.26",
+#     "gymnasium[classic-control,mujoco]>=1.1,<2",
+#     "tyro>=0.8",
+#     "tensorboard>=2.15",
+#     "wandb>=0.18",
+#     "moviepy>=1.0",
+# ]
+# ///
+"""Advantage Actor-Critic (A2C) for vector observations, discrete or continuous actions.
+
+A2C is the synchronous variant of A3C (Mnih et al. 2016, "Asynchronous Methods for Deep Reinforcement
+Learning", https://arxiv.org/abs/1602.01783): instead of asynchronous workers each pushing gradients, N
+parallel envs step together and their experience makes one batch. It is an on-policy actor-critic method.
+The actor is a policy pi(a|s) (a categorical over discrete actions, or a Gaussian with mean mu(s) and a
+state-independent std sigma for continuous ones); the critic is a value function V(s). Each iteration:
+
+  1. Roll out the current policy for `num_steps` (n, 5 by default) steps in each of `num_envs` vectorized
+     envs and store observations, actions, values and rewards.
+  2. Estimate advantages with n-step returns bootstrapped from V of the last observation (A3C paper,
+     Algorithm S3). They come out of the same function as Generalized Advantage Estimation (Schulman et al.
+     2016, https://arxiv.org/abs/1506.02438, eq. 16), A_t = sum_l (gamma*lambda)^l delta_{t+l} with the TD
+     error delta_t = r_t + gamma * V(s_{t+1}) - V(s_t); with `--gae-lambda 1.0` (the default) the sum
+     telescopes to the plain n-step advantage of the paper:
+         A_t = r_t + gamma r_{t+1} + ... + gamma^{n-t-1} r_{n-1} + gamma^{n-t} V(s_n) - V(s_t),
+     every step bootstrapping from the observation after the rollout's last step (or after its episode's
+     end). Returns (the critic's targets) are A_t + V(s_t).
+  3. Take ONE gradient step on the whole batch with the loss  L = L_pg - c_ent * entropy + c_vf * L_value,
+     where the policy-gradient loss is  L_pg = -E[log pi(a_t|s_t) * A_t]  (the advantage is a constant: no
+     gradient flows through it) and L_value = E[(V(s_t) - R_t)^2]. The data is then thrown away: a rollout
+     is used once, by the policy that collected it, so no importance ratio or clipping is needed (that is
+     what PPO adds to reuse a rollout for several epochs).
+  4. Repeat until `total_timesteps` env steps have been collected.
+
+The defaults are stable-baselines3's A2C (which follows OpenAI Baselines' and the paper's): RMSprop (alpha
+0.99, eps 1e-5) as in the paper, learning rate 7e-4, value coefficient 0.5, no entropy bonus, no advantage
+normalization, global gradient-norm clipping at 0.5, orthogonal init, separate 64-64 tanh networks. Adam is
+behind `--optimizer adam`, learning-rate annealing behind `--anneal-lr`. Hyperparameters left unset on the
+command line come from a preset for the env's action space (see PRESETS), which follow rl-baselines3-zoo's
+A2C hyperparameters: its CartPole-v1 entry for discrete actions, its MuJoCo (-v4) entries for continuous
+ones (with observation normalization and reward scaling, Engstrom et al. 2020,
+https://arxiv.org/abs/2005.12729).
+
+Episode ends on gymnasium 1.x: an episode that *terminated* (the pole fell) has no future, so its last
+step does not bootstrap; an episode that was *truncated* by a time limit would have gone on, so its last
+step bootstraps from V(final observation). The vector envs reset a finished env within the same step
+(autoreset mode SAME_STEP) and hand over the real final observation in `infos["final_obs"]`; the step's
+`next_obs` is already the next episode's first observation, and no transition crosses that boundary.
+
+Usage:
+    python a2c.py                                   # CartPole-v1, discrete preset: solves it
+    python a2c.py --env-id Hopper-v4                # MuJoCo, continuous preset
+    python a2c.py --env-id Hopper-v4 --save-model --capture-video --track
+    python a2c.py --eval-checkpoint runs/RUN/a2c.pt --capture-video   # act (and film) with a checkpoint
+    python a2c.py --help                            # every flag
+"""
+
+import math
+import os
+import pickle
+import random
+import sys
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Literal, Optional
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn as nn
+import tyro
+
+
+@dataclass
+class Args:
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment (part of the run name)"""
+    seed: int = 1
+    """seed of the experiment (torch, numpy, random and the envs)"""
+    torch_deterministic: bool = True
+    """if toggled, `torch.backends.cudnn.deterministic=True`"""
+    cuda: bool = True
+    """if toggled, cuda is used when available"""
+    torch_threads: int = 1
+    """CPU threads for torch: small MLPs run fastest on one (more threads only add overhead)"""
+    track: bool = False
+    """if toggled, the run is tracked with Weights & Biases (WANDB_MODE=offline works without network)"""
+    wandb_project_name: str = "single-file-rl"
+    """the Weights & Biases project name"""
+    wandb_entity: Optional[str] = None
+    """the Weights & Biases entity (team)"""
+    capture_video: bool = False
+    """if toggled, record videos of env 0 under `videos/{run_name}`"""
+    save_model: bool = False
+    """if toggled, save a checkpoint to `runs/{run_name}/{exp_name}.pt` and evaluate it after training"""
+    eval_episodes: int = 10
+    """episodes of the deterministic policy when evaluating a checkpoint"""
+    eval_checkpoint: Optional[str] = None
+    """path of a checkpoint to evaluate (and film, with --capture-video) instead of training"""
+
+    # Algorithm arguments. `None` means: take the value from PRESETS for the env's action space.
+    env_id: str = "CartPole-v1"
+    """the id of the environment"""
+    total_timesteps: Optional[int] = None
+    """total env steps of the experiment, summed over envs (preset: 500k discrete as rl-baselines3-zoo's A2C
+    CartPole-v1, 1M continuous as its MuJoCo entries)"""
+    learning_rate: float = 7e-4
+    """the learning rate of the optimizer"""
+    num_envs: int = 8
+    """the number of parallel game environments"""
+    num_steps: int = 5
+    """the number of steps to run in each environment per policy rollout (the n of the n-step returns)"""
+    optimizer: Literal["rmsprop", "adam"] = "rmsprop"
+    """RMSprop (alpha 0.99, eps 1e-5) as in the A3C paper and stable-baselines3, or Adam (eps 1e-5)"""
+    anneal_lr: bool = False
+    """toggle learning rate annealing (linearly to 0 over training)"""
+    gamma: float = 0.99
+    """the discount factor gamma"""
+    gae_lambda: float = 1.0
+    """the lambda for the general advantage estimation (1.0: the plain n-step advantage)"""
+    norm_adv: bool = False
+    """toggles advantages normalization (per batch; not in the original A2C)"""
+    ent_coef: float = 0.0
+    """coefficient of the entropy bonus"""
+    vf_coef: float = 0.5
+    """coefficient of the value function loss"""
+    max_grad_norm: float = 0.5
+    """the maximum norm for the global gradient clipping"""
+    norm_obs: Optional[bool] = None
+    """normalize observations by a running mean and std (preset: off discrete, on continuous: the zoo's A2C
+    `normalize` for CartPole-v1 and MuJoCo)"""
+    norm_reward: Optional[bool] = None
+    """scale rewards by the running std of the discounted return (preset: off discrete, on continuous)"""
+    obs_clip: float = 10.0
+    """normalized observations are clipped to [-obs_clip, obs_clip]"""
+    reward_clip: float = 10.0
+    """scaled rewards are clipped to [-reward_clip, reward_clip]"""
+
+
+PRESETS = {
+    # rl-baselines3-zoo's A2C CartPole-v1 entry: stable-baselines3's A2C defaults (5 steps, lr 7e-4, RMSprop)
+    # with 8 envs; it solves CartPole-v1 and learns Acrobot-v1.
+    "discrete": dict(total_timesteps=500_000, norm_obs=False, norm_reward=False),
+    # rl-baselines3-zoo's A2C MuJoCo entries (Hopper-v4, HalfCheetah-v4, ...): the same defaults with
+    # `normalize: true` (observation normalization and reward scaling), 1M steps. One change: 8 envs where the
+    # zoo has 1, because one env is 5x slower here (Hopper-v4: 371 against 1857 SPS, both on a loaded
+    # 2-core machine): with one env, a gradient step every 5 env steps costs more than the steps.
+    "continuous": dict(total_timesteps=1_000_000, norm_obs=True, norm_reward=True),
+}
+
+
+def resolve_presets(args: Args, continuous: bool) -> Args:
+    """Fill every field left as None with the preset for the action space."""
+    preset = PRESETS["continuous" if continuous else "discrete"]
+    return replace(args, **{k: v for k, v in preset.items() if getattr(args, k) is None})
+
+
+def check_spaces(obs_space: gym.Space, act_space: gym.Space) -> Optional[str]:
+    """Why a2c.py cannot run on these spaces (a Discrete observation space already one-hot encoded by
+    one_hot_discrete_obs), or None if it can."""
+    if isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) >= 2:
+        return f"image observations {obs_space.shape} need a convolutional network: use ppo_atari.py"
+    if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) != 1:
+        return f"a2c.py needs a flat Box observation space, got {obs_space}"
+    if isinstance(act_space, gym.spaces.Discrete):
+        return None
+    if isinstance(act_space, gym.spaces.Box) and len(act_space.shape) == 1:
+        return None
+    return f"a2c.py handles Discrete and 1-D Box action spaces, got {act_space}"
+
+
+def check_sizes(args: Args) -> Optional[str]:
+    """Why these (preset-resolved) sizes cannot work, or None if they can."""
+    for name in ("total_timesteps", "num_envs", "num_steps", "eval_episodes", "torch_threads"):
+        if getattr(args, name) <= 0:
+            return f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}"
+    if args.learning_rate <= 0:
+        return f"--learning-rate must be positive, got {args.learning_rate}"
+    batch_size = args.num_envs * args.num_steps
+    if args.total_timesteps < batch_size:
+        return f"--total-timesteps {args.total_timesteps} is smaller than one rollout of {batch_size} steps"
+    return None
+
+
+def one_hot_discrete_obs(env: gym.Env) -> gym.Env:
+    """A Discrete(n) observation (an index, e.g. FrozenLake's cell) becomes a one-hot vector of length n, which
+    the MLP can read: gymnasium's FlattenObservation one-hot encodes a Discrete space (stable-baselines3
+    does the same). Any other observation space passes unchanged (check_spaces judges it)."""
+    if isinstance(env.observation_space, gym.spaces.Discrete):
+        env = gym.wrappers.FlattenObservation(env)
+    return env
+
+
+def make_env(env_id: str, idx: int, capture_video: bool, run_name: str):
+    def thunk():
+        if capture_video and idx == 0:
+            env = gym.make(env_id, render_mode="rgb_array")
+            env = gym.wrappers.RecordVideo(env, f"videos/{run_name}", disable_logger=True)
+        else:
+            env = gym.make(env_id)
+        return one_hot_discrete_obs(env)
+
+    return thunk
+
+
+def action_to_env(space: gym.Space):
+    """Return the map from policy actions to env actions.
+
+    The Gaussian policy acts in a normalized space where [-1, 1] spans the env's bounds: the same
+    initial std then explores every Box alike, whatever its scale. Actions are rescaled and clipped only
+    on their way to the env; training keeps the sampled action, whose log-probability the policy knows.
+    A dimension bounded on both sides maps [-1, 1] onto [low, high]; any other passes unscaled. Then every
+    finite bound clips on its own (low=0, high=inf clips at 0), as gymnasium's ClipAction does. Discrete
+    actions are indices 0..n-1 for the policy and start..start+n-1 for a Discrete(n, start) env (start is
+    usually 0).
+    """
+    if isinstance(space, gym.spaces.Discrete):
+        return lambda action: action + space.start
+    finite = np.isfinite(space.low) & np.isfinite(space.high)
+    low, high = np.where(finite, space.low, -1.0), np.where(finite, space.high, 1.0)  # not both finite: identity
+    center, half_range = (high + low) / 2.0, (high - low) / 2.0
+    return lambda action: np.clip(center + half_range * action, space.low, space.high)
+
+
+class RunningMeanStd:
+    """Running mean and variance of a stream of batches (Chan et al.'s parallel update, as in SB3)."""
+
+    def __init__(self, shape=()):
+        self.mean = np.zeros(shape, np.float64)
+        self.var = np.ones(shape, np.float64)
+        self.count = 1e-4
+
+    def update(self, x: np.ndarray):
+        batch_mean, batch_var, batch_count = x.mean(0), x.var(0), x.shape[0]
+        delta = batch_mean - self.mean
+        total = self.count + batch_count
+        self.mean = self.mean + delta * batch_count / total
+        m2 = self.var * self.count + batch_var * batch_count + delta**2 * self.count * batch_count / total
+        self.var = m2 / total
+        self.count = total
+
+
+class ObsNormalizer:
+    """(obs - running mean) / running std, clipped. Its statistics are part of the agent: a checkpoint
+    without them would feed the network inputs on a different scale than it was trained on."""
+
+    def __init__(self, shape, clip: float, enabled: bool):
+        self.rms, self.clip, self.enabled = RunningMeanStd(shape), clip, enabled
+
+    def __call__(self, obs: np.ndarray, update: bool = True) -> np.ndarray:
+        if not self.enabled:
+            return obs
+        if update:
+            self.rms.update(obs)
+        return np.clip((obs - self.rms.mean) / np.sqrt(self.rms.var + 1e-8), -self.clip, self.clip)
+
+    def state_dict(self) -> dict:
+        return {"mean": torch.from_numpy(self.rms.mean), "var": torch.from_numpy(self.rms.var),
+                "count": torch.tensor(self.rms.count, dtype=torch.float64)}
+
+    def load_state_dict(self, state: dict):
+        self.rms.mean, self.rms.var = state["mean"].numpy(), state["var"].numpy()
+        self.rms.count = state["count"].item()
+
+
+class RewardScaler:
+    """Divide rewards by the running std of the discounted return (not of the reward itself), then clip.
+    This keeps the critic's targets near unit scale whatever the env's reward scale (Engstrom et al. 2020)."""
+
+    def __init__(self, num_envs: int, gamma: float, clip: float, enabled: bool):
+        self.returns, self.rms = np.zeros(num_envs), RunningMeanStd()
+        self.gamma, self.clip, self.enabled = gamma, clip, enabled
+
+    def __call__(self, reward: np.ndarray, done: np.ndarray) -> np.ndarray:
+        if not self.enabled:
+            return reward
+        self.returns = self.returns * self.gamma + reward
+        self.rms.update(self.returns)
+        self.returns[done] = 0.0
+        return np.clip(reward / np.sqrt(self.rms.var + 1e-8), -self.clip, self.clip)
+
+
+def layer_init(layer: nn.Linear, std: float = np.sqrt(2), bias_const: float = 0.0) -> nn.Linear:
+    """Orthogonal weights with gain `std`, zero bias: the init of OpenAI Baselines' A2C and of SB3."""
+    torch.nn.init.orthogonal_(layer.weight, std)
+    torch.nn.init.constant_(layer.bias, bias_const)
+    return layer
+
+
+class Agent(nn.Module):
+    """Separate actor and critic MLPs (64-64, tanh). The small final-layer gains make the initial policy
+    near-uniform (actor, 0.01) and the initial values near zero (critic, 1.0)."""
+
+    def __init__(self, obs_dim: int, action_space: gym.Space):
+        super().__init__()
+        self.continuous = isinstance(action_space, gym.spaces.Box)
+        act_dim = action_space.shape[0] if self.continuous else int(action_space.n)
+        self.critic = nn.Sequential(
+            layer_init(nn.Linear(obs_dim, 64)), nn.Tanh(),
+            layer_init(nn.Linear(64, 64)), nn.Tanh(),
+            layer_init(nn.Linear(64, 1), std=1.0),
+        )
+        self.actor = nn.Sequential(
+            layer_init(nn.Linear(obs_dim, 64)), nn.Tanh(),
+            layer_init(nn.Linear(64, 64)), nn.Tanh(),
+            layer_init(nn.Linear(64, act_dim), std=0.01),
+        )
+        if self.continuous:
+            # State-independent log-std: sigma is learned, but does not depend on s.
+            self.actor_logstd = nn.Parameter(torch.zeros(1, act_dim))
+
+    def get_value(self, x: torch.Tensor) -> torch.Tensor:
+        return self.critic(x).squeeze(-1)
+
+    def get_action_and_value(self, x: torch.Tensor, action: Optional[torch.Tensor] = None):
+        """Sample an action (or score the given one): (action, log pi(action|x), entropy, V(x)).
+
+        The two distributions' formulas are written out: for a handful of observations, building
+        torch.distributions objects costs more than this math.
+        """
+        out = self.actor(x)
+        if self.continuous:  # Gaussian N(mu = out, sigma) with independent dimensions: sums over them
+            log_std = self.actor_logstd.expand_as(out)
+            if action is None:
+                action = out + log_std.exp() * torch.randn_like(out)
+            logprob = (-0.5 * ((action - out) / log_std.exp()) ** 2 - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+            entropy = (0.5 + 0.5 * math.log(2 * math.pi) + log_std).sum(-1)
+        else:  # categorical over the logits
+            log_probs = torch.log_softmax(out, dim=-1)
+            if action is None:
+                action = torch.multinomial(log_probs.exp(), 1).squeeze(-1)
+            logprob = log_probs.gather(-1, action.long().unsqueeze(-1)).squeeze(-1)
+            entropy = -(log_probs.exp() * log_probs).sum(-1)
+        return action, logprob, entropy, self.get_value(x)
+
+    def act_deterministic(self, x: torch.Tensor) -> torch.Tensor:
+        """The mean action (continuous) or the most probable one (discrete), for evaluation."""
+        out = self.actor(x)
+        return out if self.continuous else out.argmax(-1)
+
+
+def compute_gae(rewards, values, next_values, terminations, dones, gamma: float, gae_lambda: float):
+    """Generalized Advantage Estimation over a rollout; every argument is a (num_steps, num_envs) array.
+
+    next_values[t] is V of the observation step t really led to: for an episode that ended at t, its
+    final observation, not the next episode's first. terminations[t] (1.0 if the episode terminated at
+    t) removes the bootstrap term, since a terminal state has no future; a time-limit truncation keeps it.
+    dones[t] (terminated or truncated) stops the sum so that no TD error leaks across episodes:
+        delta_t = r_t + gamma * (1 - terminated_t) * V(s_{t+1}) - V(s_t)
+        A_t     = delta_t + gamma * lambda * (1 - done_t) * A_{t+1}
+    Returns (advantages, returns = advantages + values), the returns being the critic's targets.
+    (NumPy, not torch: this loop runs step by step, and NumPy's per-operation cost is far lower.)
+    """
+    deltas = rewards + gamma * (1.0 - terminations) * next_values - values
+    advantages = np.zeros_like(rewards)
+    last_gae = np.zeros_like(rewards[0])
+    for t in reversed(range(rewards.shape[0])):
+        last_gae = deltas[t] + gamma * gae_lambda * (1.0 - dones[t]) * last_gae
+        advantages[t] = last_gae
+    return advantages, advantages + values
+
+
+def policy_gradient_loss(logprob: torch.Tensor, advantages: torch.Tensor) -> torch.Tensor:
+    """-E[log pi(a_t|s_t) * A_t], to be minimized: its gradient is the policy gradient with the critic as
+    baseline (REINFORCE with a baseline; A3C paper, Section 4), raising the log-probability of actions that
+    did better than the critic expected. The advantages are constants (computed from the rollout)."""
+    return -(logprob * advantages).mean()
+
+
+def value_loss(new_values: torch.Tensor, returns: torch.Tensor) -> torch.Tensor:
+    """Mean squared error to the n-step returns, as stable-baselines3's A2C (no factor 0.5: --vf-coef 0.5
+    puts it back, as in OpenAI Baselines)."""
+    return ((new_values - returns) ** 2).mean()
+
+
+def explained_variance(predictions: np.ndarray, targets: np.ndarray) -> float:
+    """1 - Var[targets - predictions] / Var[targets]: 1 is a perfect critic, 0 no better than a constant."""
+    var = np.var(targets)
+    return float("nan") if var == 0 else float(1 - np.var(targets - predictions) / var)
+
+
+def load_checkpoint(path: str, device: torch.device):
+    """Rebuild (agent, obs normalizer, saved args dict) from a checkpoint written by --save-model.
+    weights_only=True: loading someone else's file cannot run their code."""
+    # Onto the CPU first, whatever device wrote it or will run it: NumPy reads the statistics from there.
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    saved = ckpt["args"]
+    env = one_hot_discrete_obs(gym.make(saved["env_id"]))
+    agent = Agent(env.observation_space.shape[0], env.action_space)
+    agent.load_state_dict(ckpt["model"])
+    obs_norm = ObsNormalizer(env.observation_space.shape, saved["obs_clip"], saved["norm_obs"])
+    obs_norm.load_state_dict(ckpt["obs_rms"])
+    env.close()
+    return agent.to(device), obs_norm, saved
+
+
+def evaluate(agent: Agent, obs_norm: ObsNormalizer, saved: dict, eval_episodes: int, run_name: str,
+             capture_video: bool, device: torch.device, seed: int):
+    """Episodic returns of a loaded checkpoint's deterministic policy, statistics frozen."""
+    env = make_env(saved["env_id"], 0, capture_video, run_name)()
+    to_env = action_to_env(env.action_space)
+    returns = []
+    obs, _ = env.reset(seed=seed)
+    episode_return = 0.0
+    while len(returns) < eval_episodes:
+        with torch.no_grad():
+            x = torch.as_tensor(obs_norm(obs[None], update=False), dtype=torch.float32, device=device)
+            action = agent.act_deterministic(x)[0].cpu().numpy()
+        obs, reward, terminated, truncated, _ = env.step(to_env(action))
+        episode_return += float(reward)
+        if terminated or truncated:
+            returns.append(episode_return)
+            episode_return = 0.0
+            obs, _ = env.reset()
+    env.close()
+    return returns
+
+
+def fail(message: str):
+    """A user's mistake: one line on stderr, exit status 2, nothing written."""
+    print(f"a2c.py: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+if __name__ == "__main__":
+    args = tyro.cli(Args)
+    torch.set_num_threads(max(args.torch_threads, 1))
+    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+    if args.capture_video and not os.environ.get("DISPLAY"):
+        os.environ.setdefault("MUJOCO_GL", "egl")  # MuJoCo's offscreen GL backend when there is no display
+
+    if args.eval_checkpoint is not None:
+        if not os.path.isfile(args.eval_checkpoint):
+            fail(f"no checkpoint at {args.eval_checkpoint}")
+        if args.eval_episodes <= 0:
+            fail(f"--eval-episodes must be positive, got {args.eval_episodes}")
+        run_name = f"{Path(args.eval_checkpoint).stem}-eval__{int(time.time())}"
+        try:
+            checkpoint = load_checkpoint(args.eval_checkpoint, device)
+        except (pickle.UnpicklingError, RuntimeError, KeyError, EOFError) as e:
+            fail(f"cannot load checkpoint {args.eval_checkpoint}: {str(e).splitlines()[0]}")
+        returns = evaluate(*checkpoint, args.eval_episodes, run_name, args.capture_video, device, args.seed)
+        print(f"eval: mean return {np.mean(returns):.2f} +- {np.std(returns):.2f} over {len(returns)} episodes")
+        sys.exit(0)
+
+    # Validate everything before the first file is written.
+    try:
+        probe = one_hot_discrete_obs(gym.make(args.env_id))
+    except (gym.error.Error, ModuleNotFoundError, ImportError) as e:
+        fail(f"cannot make env {args.env_id!r}: {e}")
+    problem = check_spaces(probe.observation_space, probe.action_space)
+    if problem:
+        fail(problem)
+    continuous = isinstance(probe.action_space, gym.spaces.Box)
+    probe.close()
+    args = resolve_presets(args, continuous)
+    problem = check_sizes(args)
+    if problem:
+        fail(problem)
+    batch_size = args.num_envs * args.num_steps
+    num_iterations = args.total_timesteps // batch_size
+
+    run_name = f"{args.env_id.replace('/', '-').replace(':', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    if args.track:
+        import wandb
+
+        try:
+            wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, sync_tensorboard=True,
+                       config=vars(args), name=run_name, save_code=True, settings=wandb.Settings(init_timeout=60))
+        except Exception as e:  # no network or no login: say so instead of a traceback
+            fail(f"Weights & Biases did not start ({str(e).splitlines()[0]}); WANDB_MODE=offline logs locally")
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(f"runs/{run_name}")
+    writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in vars(args).items()))
+
+    # Seeding: same seed, same numbers on the CPU.
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+
+    # Env setup. SAME_STEP autoreset: a finished env is reset inside the step that ended it, and its real
+    # final observation comes back in infos["final_obs"] (see the module docstring).
+    envs = gym.vector.SyncVectorEnv(
+        [make_env(args.env_id, i, args.capture_video, run_name) for i in range(args.num_envs)],
+        autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
+    )
+    envs.action_space.seed(args.seed)
+    obs_shape, action_shape = envs.single_observation_space.shape, envs.single_action_space.shape
+    to_env = action_to_env(envs.single_action_space)
+    obs_norm = ObsNormalizer(obs_shape, args.obs_clip, args.norm_obs)
+    reward_scaler = RewardScaler(args.num_envs, args.gamma, args.reward_clip, args.norm_reward)
+
+    agent = Agent(obs_shape[0], envs.single_action_space).to(device)
+    # RMSprop as in the A3C paper and SB3 (alpha 0.99; eps 1e-5 as SB3, not torch's 1e-8). foreach: one
+    # batched update for all parameter tensors instead of a loop of small ops per tensor (RMSprop has no fused
+    # version); Adam's fused kernel does the same.
+    if args.optimizer == "rmsprop":
+        optimizer = torch.optim.RMSprop(agent.parameters(), lr=args.learning_rate, alpha=0.99, eps=1e-5, foreach=True)
+    else:
+        optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)
+
+    # Rollout storage, allocated once. It lives in NumPy on the CPU: the env speaks NumPy, and writing a row
+    # of a NumPy array costs a fraction of a tensor's. The update moves the whole batch to the device once.
+    obs = np.zeros((args.num_steps, args.num_envs) + obs_shape, np.float32)
+    actions = np.zeros((args.num_steps, args.num_envs) + action_shape, np.float32)
+    rewards = np.zeros((args.num_steps, args.num_envs), np.float32)
+    values = np.zeros_like(rewards)
+    final_values = np.zeros_like(rewards)  # V(final obs) where an episode was truncated
+    terminations = np.zeros_like(rewards)
+    dones = np.zeros_like(rewards)
+
+    global_step = 0
+    start_time = time.time()
+    # Episode statistics of the env's own (unscaled) rewards, summed here rather than by gymnasium's
+    # RecordEpisodeStatistics wrapper (a few array operations instead of its per-step bookkeeping), and written
+    # to TensorBoard with the progress line rather than as episodes end: the writer's thread wakes up for
+    # every scalar and takes the GIL.
+    episode_returns, episode_lengths = np.zeros(args.num_envs), np.zeros(args.num_envs, np.int64)
+    finished = []  # (global_step, return, length) of the episodes not yet written
+    recent_returns = deque(maxlen=10)
+    print_every = max(1, num_iterations // 50)
+    # An iteration is only num_envs * num_steps env steps (40 by default): the losses go to TensorBoard every
+    # LOG_EVERY iterations, as SB3's A2C logs every 100 updates, since a scalar costs about as much as a step.
+    LOG_EVERY = 100
+    next_obs, _ = envs.reset(seed=args.seed)
+    next_obs = obs_norm(next_obs)
+
+    for iteration in range(1, num_iterations + 1):
+        if args.anneal_lr:
+            optimizer.param_groups[0]["lr"] = (1.0 - (iteration - 1.0) / num_iterations) * args.learning_rate
+
+        # 1. Roll out the current policy.
+        for step in range(args.num_steps):
+            global_step += args.num_envs
+            obs[step] = next_obs
+            with torch.inference_mode():
+                action, _, _, value = agent.get_action_and_value(torch.as_tensor(obs[step], device=device))
+            action = action.cpu().numpy()
+            actions[step], values[step] = action, value.cpu().numpy()
+
+            raw_obs, reward, terminated, truncated, infos = envs.step(to_env(action))
+            done = terminated | truncated
+            next_obs = obs_norm(raw_obs)
+            rewards[step], terminations[step], dones[step] = reward_scaler(reward, done), terminated, done
+            if truncated.any():
+                # The episode was cut, not finished: bootstrap from its real final observation (normalized
+                # with the current statistics, which it must not update: it is not a state the agent acts in).
+                final_obs = obs_norm(np.stack(infos["final_obs"][truncated]), update=False)
+                with torch.inference_mode():
+                    final_value = agent.get_value(torch.as_tensor(final_obs, dtype=torch.float32, device=device))
+                final_values[step, truncated] = final_value.cpu().numpy()
+
+            episode_returns += reward
+            episode_lengths += 1
+            for i in np.flatnonzero(done):  # SAME_STEP: env i starts afresh next step
+                finished.append((global_step, float(episode_returns[i]), int(episode_lengths[i])))
+                recent_returns.append(float(episode_returns[i]))
+                episode_returns[i], episode_lengths[i] = 0.0, 0
+
+        # 2. Advantages. After an episode's end the next value is V(final obs) (0 if it terminated:
+        # compute_gae masks it); otherwise it is the value of the next stored observation.
+        with torch.inference_mode():
+            last_value = agent.get_value(torch.as_tensor(next_obs, dtype=torch.float32, device=device)).cpu().numpy()
+        next_values = np.where(dones.astype(bool), final_values, np.concatenate([values[1:], last_value[None]]))
+        advantages, returns = compute_gae(rewards, values, next_values, terminations, dones,
+                                          args.gamma, args.gae_lambda)
+        final_values[:] = 0.0
+
+        # 3. One gradient step on the whole rollout, which is then discarded (on-policy: the next rollout
+        # comes from the updated policy).
+        b_obs, b_actions, b_advantages, b_returns = (
+            torch.as_tensor(a.reshape((batch_size,) + a.shape[2:]), device=device)
+            for a in (obs, actions, advantages, returns))
+        _, new_logprob, entropy, new_value = agent.get_action_and_value(b_obs, b_actions)
+        if args.norm_adv:
+            b_advantages = (b_advantages - b_advantages.mean()) / (b_advantages.std() + 1e-8)
+        pg_loss = policy_gradient_loss(new_logprob, b_advantages)
+        v_loss = value_loss(new_value, b_returns)
+        entropy_loss = entropy.mean()
+        loss = pg_loss - args.ent_coef * entropy_loss + args.vf_coef * v_loss
+
+        optimizer.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm, foreach=True)
+        optimizer.step()
+
+        if iteration % LOG_EVERY == 0 or iteration == num_iterations:
+            sps = int(global_step / (time.time() - start_time))
+            writer.add_scalar("charts/learning_rate", optimizer.param_groups[0]["lr"], global_step)
+            writer.add_scalar("losses/value_loss", v_loss.item(), global_step)
+            writer.add_scalar("losses/policy_loss", pg_loss.item(), global_step)
+            writer.add_scalar("losses/entropy", entropy_loss.item(), global_step)
+            writer.add_scalar("losses/explained_variance", explained_variance(values, returns), global_step)
+            writer.add_scalar("charts/SPS", sps, global_step)
+        if iteration % print_every == 0 or iteration == num_iterations:
+            for end_step, episodic_return, episodic_length in finished:
+                writer.add_scalar("charts/episodic_return", episodic_return, end_step)
+                writer.add_scalar("charts/episodic_length", episodic_length, end_step)
+            finished.clear()
+            elapsed = time.time() - start_time
+            sps, remaining = int(global_step / elapsed), elapsed * (args.total_timesteps - global_step) / global_step
+            mean_return = f"{np.mean(recent_returns):.1f}" if recent_returns else "n/a"
+            print(f"step {global_step}/{args.total_timesteps} | SPS {sps} | return {mean_return} (last 10 episodes)"
+                  f" | {elapsed:.0f}s elapsed, ~{remaining:.0f}s left", flush=True)
+
+    envs.close()
+    if args.save_model:
+        model_path = f"runs/{run_name}/{args.exp_name}.pt"
+        torch.save({"model": agent.state_dict(), "obs_rms": obs_norm.state_dict(), "args": asdict(args)}, model_path)
+        print(f"model saved to {model_path}")
+        # Evaluate what was written, not the object in memory: this also proves the checkpoint round-trips.
+        episodic_returns = evaluate(*load_checkpoint(model_path, device), args.eval_episodes, f"{run_name}-eval",
+                                    args.capture_video, device, args.seed)
+        for idx, episodic_return in enumerate(episodic_returns):
+            writer.add_scalar("eval/episodic_return", episodic_return, idx)
+        print(f"eval: mean return {np.mean(episodic_returns):.2f} over {len(episodic_returns)} episodes")
+    writer.close()
+    if args.track:
+        wandb.finish()
