@@ -444,8 +444,8 @@ if __name__ == "__main__":
     # torchrun tells each process its place in environment variables (see "torchrun" below); a plain run is
     # process (rank) 0 of 1.
     distributed = all(name in os.environ for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE"))
-    rank, local_rank, world_size = (int(os.environ.get(name, default))
-                                    for name, default in (("RANK", 0), ("LOCAL_RANK", 0), ("WORLD_SIZE", 1)))
+    rank, local_rank, world_size = ((int(os.environ[name]) for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE"))
+                                    if distributed else (0, 0, 1))
 
     if args.eval_checkpoint is not None:
         if world_size > 1:
