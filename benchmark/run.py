@@ -55,6 +55,7 @@ PROFILES = {
         Entry("ppo.py", "CartPole-v1", 50_000, (1,)),
         Entry("ppo.py", "InvertedPendulum-v4", 20_480, (1,)),
         Entry("dqn.py", "CartPole-v1", 30_000, (1,), ("--learning-starts", "5000")),
+        Entry("ppo_atari.py", "BreakoutNoFrameskip-v4", 4096, (1,)),
     ],
     "full": [
         Entry("ppo.py", "CartPole-v1", 500_000, sb3=True),
@@ -62,6 +63,10 @@ PROFILES = {
         Entry("dqn.py", "CartPole-v1", 500_000, sb3=True),
         Entry("dqn.py", "Acrobot-v1", 500_000, sb3=True),
         Entry("dqn.py", "MountainCar-v0", 500_000),
+        # Atari at the budget one run finishes in about two hours on one core here (10M is out of reach; the
+        # README gives the command for it), one seed.
+        Entry("ppo_atari.py", "BreakoutNoFrameskip-v4", 1_000_000, (1,), sb3=True),
+        Entry("ppo_atari.py", "PongNoFrameskip-v4", 1_000_000, (1,), sb3=True),
     ],
 }
 

@@ -55,8 +55,8 @@ SCRIPTS = [
             "5000", "--batch-size", "64", "--target-network-frequency", "100", "--learning-rate", "1e-3"),
            dqn_start_value),
     # Pixels: ppo_atari.py takes ALE games only, so the tests on the tiny envs of tests/envs.py cannot apply.
-    # tests/test_ppo_atari.py covers the same ground on real games (scores checked against the emulator's
-    # own rewards, games cut by a frame limit, seeding).
+    # tests/test_ppo_atari.py covers that ground on real games: logged scores checked game by game against
+    # the emulator's own rewards, including games cut by a frame limit.
     Script("ppo_atari.py", ("--num-envs", "4", "--num-steps", "128", "--total-timesteps", "3072",
                             "--update-epochs", "1", "--num-minibatches", "2"),
            ("charts/episodic_return", "charts/episodic_length", "charts/SPS", "charts/learning_rate",
