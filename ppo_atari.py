@@ -74,14 +74,15 @@ Usage:
     python ppo_atari.py --help                                # every flag
     torchrun --standalone --nproc-per-node 2 ppo_atari.py     # one agent trained by 2 processes (see below)
 
-Data parallelism with torchrun (optional; the section marked "torchrun" in the main block, which a first
+Data parallelism with torchrun (optional; the lines marked "torchrun" in the main block, which a first
 reading can skip). `torchrun --nproc-per-node N ppo_atari.py ...` starts N copies of this script, on one
 machine or several (torchrun's --nnodes, --node-rank, --rdzv-endpoint). Each copy, a "rank", plays its own
 `num_envs` envs (seeded apart) and collects its own rollout; at every minibatch step the ranks average their
 gradients, so that all of them hold the same weights at all times and together take the step a single
-process would take on the union of their minibatches. N processes with `--num-envs 8` thus learn like one
-process with 8N envs, up to N times faster where there are cores or GPUs for them. `--total-timesteps`
-counts the steps of all ranks; rank 0 alone writes logs, videos and checkpoints.
+process would take on the union of their minibatches (except that each normalizes the advantages of its own
+minibatch). N processes with `--num-envs 8` thus learn like one process with 8N envs and the same number of
+minibatches, up to N times faster where there are cores or GPUs for them. `--total-timesteps` counts the
+steps of all ranks; rank 0 alone writes logs, videos and checkpoints.
 """
 
 import os
