@@ -101,11 +101,13 @@ def test_the_processes_hold_identical_weights_after_training(tmp_path):
     assert rank0["params"].keys() == rank1["params"].keys()
     for name in rank0["params"]:
         assert torch.equal(rank0["params"][name], rank1["params"][name]), f"{name} differs between the processes"
-    # ... and they trained: every weight moved from where rank 0 started (its init under --seed 1).
+    # ... and they trained: every weight moved from where rank 0 started (its init under --seed 1, which the
+    # upper bound checks), by no more than the 3 x 2 x 2 Adam steps of lr <= 2.5e-4 allow (a few lr a step).
     torch.manual_seed(1)
     initial = ppo_atari.Agent(4).state_dict()
     for name in initial:
-        assert not torch.equal(rank0["params"][name], initial[name]), f"{name} did not train"
+        moved = (rank0["params"][name] - initial[name]).abs().max().item()
+        assert 0 < moved < 12 * 2.5e-4 * 4, f"{name} moved by {moved}"
 
     # The logged step count is the sum of the processes' own steps.
     run = run_dir(tmp_path)
