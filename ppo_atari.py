@@ -72,6 +72,17 @@ Usage:
     python ppo_atari.py --env-id ALE/Breakout-v5 --save-model --capture-video --track
     python ppo_atari.py --eval-checkpoint runs/RUN/ppo_atari.pt --capture-video   # act (and film) with a checkpoint
     python ppo_atari.py --help                                # every flag
+    torchrun --standalone --nproc-per-node 2 ppo_atari.py     # one agent trained by 2 processes (see below)
+
+Data parallelism with torchrun (optional; the lines marked "torchrun" in the main block, which a first
+reading can skip). `torchrun --nproc-per-node N ppo_atari.py ...` starts N copies of this script, on one
+machine or several (torchrun's --nnodes, --node-rank, --rdzv-endpoint). Each copy, a "rank", plays its own
+`num_envs` envs (seeded apart) and collects its own rollout; at every minibatch step the ranks average their
+gradients, so that all of them hold the same weights at all times and together take the step a single
+process would take on the union of their minibatches (except that each normalizes the advantages of its own
+minibatch). N processes with `--num-envs 8` thus learn like one process with 8N envs and the same number of
+minibatches, up to N times faster where there are cores or GPUs for them. `--total-timesteps` counts the
+steps of all ranks; rank 0 alone writes logs, videos and checkpoints.
 """
 
 import os
@@ -81,6 +92,7 @@ import sys
 import time
 from collections import deque
 from dataclasses import asdict, dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Optional
 
@@ -88,6 +100,7 @@ import ale_py
 import gymnasium as gym
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn as nn
 import tyro
 
@@ -124,6 +137,9 @@ class Args:
     """if toggled, step the envs in subprocesses (gymnasium's AsyncVectorEnv), for machines with cores to spare.
     Measured on this project's shared 2-core machine (default settings, 5120 steps, two alternating runs):
     101 and 64 SPS against 106 and 73 without it, 5-12% slower: there, the network's update leaves no core idle"""
+    dist_timeout: float = 300.0
+    """torchrun only: seconds a process waits for the others (to join, or at a gradient exchange) before it
+    stops with an error, so that a dead or stuck process or a wrong rendezvous fails instead of hanging"""
 
     # Algorithm arguments (CleanRL's ppo_atari.py defaults)
     env_id: str = "BreakoutNoFrameskip-v4"
@@ -133,7 +149,7 @@ class Args:
     learning_rate: float = 2.5e-4
     """the learning rate of the optimizer"""
     num_envs: int = 8
-    """the number of parallel game environments"""
+    """the number of parallel game environments (per process under torchrun)"""
     num_steps: int = 128
     """the number of steps to run in each environment per policy rollout"""
     anneal_lr: bool = True
@@ -170,8 +186,9 @@ def check_env(env: gym.Env, env_id: str) -> Optional[str]:
     return None
 
 
-def check_sizes(args: Args) -> Optional[str]:
-    """Why these sizes cannot work, or None if they can."""
+def check_sizes(args: Args, world_size: int = 1) -> Optional[str]:
+    """Why these sizes cannot work, or None if they can. Under torchrun, world_size processes each collect a
+    rollout of num_envs * num_steps steps."""
     for name in ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs",
                  "eval_episodes", "torch_threads"):
         if getattr(args, name) <= 0:
@@ -182,8 +199,12 @@ def check_sizes(args: Args) -> Optional[str]:
     if batch_size % args.num_minibatches:
         return (f"--num-minibatches {args.num_minibatches} does not divide the batch of "
                 f"num_envs * num_steps = {batch_size} transitions")
-    if args.total_timesteps < batch_size:
-        return f"--total-timesteps {args.total_timesteps} is smaller than one rollout of {batch_size} steps"
+    if args.total_timesteps < batch_size * world_size:
+        processes = f" ({world_size} processes x {batch_size})" if world_size > 1 else ""
+        return (f"--total-timesteps {args.total_timesteps} is smaller than one rollout of "
+                f"{batch_size * world_size} steps{processes}")
+    if args.dist_timeout <= 0:
+        return f"--dist-timeout must be positive, got {args.dist_timeout}"
     return None
 
 
@@ -396,9 +417,27 @@ def evaluate(agent: Agent, saved: dict, eval_episodes: int, run_name: str, captu
     return returns
 
 
+def average_gradients(agent: nn.Module, world_size: int):
+    """torchrun: replace every process's gradients by their mean over all processes. All gradients travel
+    flattened into one tensor, one message per minibatch step instead of one per parameter. (DDP would
+    do the same from hooks, overlapping the exchange with the backward pass; it syncs only through the
+    wrapped module's forward(), which this agent does not use, and on a 1.7M-parameter network the overlap
+    buys little. The plain all_reduce keeps the update readable.)"""
+    grads = [p.grad for p in agent.parameters()]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)  # the sum over processes (gloo has no average)
+    flat /= world_size
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset : offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
 def fail(message: str):
-    """A user's mistake: one line on stderr, exit status 2, nothing written."""
-    print(f"ppo_atari.py: error: {message}", file=sys.stderr)
+    """A user's mistake: one line on stderr, exit status 2, nothing written. (Under torchrun every process
+    finds the same mistake; the first on each machine says it.)"""
+    if int(os.environ.get("LOCAL_RANK", 0)) == 0:
+        print(f"ppo_atari.py: error: {message}", file=sys.stderr)
     sys.exit(2)
 
 
@@ -406,8 +445,15 @@ if __name__ == "__main__":
     args = tyro.cli(Args)
     torch.set_num_threads(max(args.torch_threads, 1))
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+    # torchrun tells each process its place in environment variables (see "torchrun" below); a plain run is
+    # process (rank) 0 of 1.
+    distributed = all(name in os.environ for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE"))
+    rank, local_rank, world_size = ((int(os.environ[name]) for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE"))
+                                    if distributed else (0, 0, 1))
 
     if args.eval_checkpoint is not None:
+        if world_size > 1:
+            fail("--eval-checkpoint runs in one process: python ppo_atari.py --eval-checkpoint ...")
         if not os.path.isfile(args.eval_checkpoint):
             fail(f"no checkpoint at {args.eval_checkpoint}")
         if args.eval_episodes <= 0:
@@ -426,32 +472,52 @@ if __name__ == "__main__":
         probe = gym.make(args.env_id)
     except (gym.error.Error, ModuleNotFoundError, ImportError) as e:
         fail(f"cannot make env {args.env_id!r}: {e}")
-    problem = check_env(probe, args.env_id) or check_sizes(args)
+    problem = check_env(probe, args.env_id) or check_sizes(args, world_size)
     if problem:
         fail(problem)
     probe.close()
-    batch_size = args.num_envs * args.num_steps
+    batch_size = args.num_envs * args.num_steps  # this process's rollout
     minibatch_size = batch_size // args.num_minibatches
-    num_iterations = args.total_timesteps // batch_size
+    num_iterations = args.total_timesteps // (batch_size * world_size)
+    # Seeds: a plain run uses --seed; under torchrun each process's envs get seeds of their own after those of
+    # the processes before it (env i of rank r: seed + r * num_envs + i), and so do its action samples.
+    seed = args.seed + rank * args.num_envs
+
+    # ---- torchrun: data parallelism across processes (skip on a first reading) ------------------------------
+    # Each process: its own GPU if there are GPUs (NCCL between GPUs, gloo between CPUs); the same weights
+    # (rank 0's, broadcast below); its gradients averaged with the others' at every minibatch step
+    # (average_gradients). A process that waits longer than --dist-timeout for the others stops with an error.
+    if distributed:
+        if device.type == "cuda":
+            device = torch.device("cuda", local_rank)
+            torch.cuda.set_device(device)
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        dist.init_process_group(backend, timeout=timedelta(seconds=args.dist_timeout))
+        if rank == 0:
+            print(f"torchrun: {world_size} processes x {args.num_envs} envs (--num-envs is per process); global batch "
+                  f"{world_size} x {args.num_envs} x {args.num_steps} = {world_size * batch_size} steps; {backend} on "
+                  f"{device.type}")
+    # ----------------------------------------------------------------------------------------------------------
 
     run_name = f"{args.env_id.replace('/', '-').replace(':', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"
-    if args.track:
-        import wandb
+    if rank == 0:  # under torchrun, rank 0 alone logs, films and saves
+        if args.track:
+            import wandb
 
-        try:
-            wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, sync_tensorboard=True,
-                       config=vars(args), name=run_name, save_code=True, settings=wandb.Settings(init_timeout=60))
-        except Exception as e:  # no network or no login: say so instead of a traceback
-            fail(f"Weights & Biases did not start ({str(e).splitlines()[0]}); WANDB_MODE=offline logs locally")
-    from torch.utils.tensorboard import SummaryWriter
+            try:
+                wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, sync_tensorboard=True,
+                           config=vars(args), name=run_name, save_code=True, settings=wandb.Settings(init_timeout=60))
+            except Exception as e:  # no network or no login: say so instead of a traceback
+                fail(f"Weights & Biases did not start ({str(e).splitlines()[0]}); WANDB_MODE=offline logs locally")
+        from torch.utils.tensorboard import SummaryWriter
 
-    writer = SummaryWriter(f"runs/{run_name}")
-    writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in vars(args).items()))
+        writer = SummaryWriter(f"runs/{run_name}")
+        writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in vars(args).items()))
 
     # Seeding: same seed, same numbers on the CPU.
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
     torch.backends.cudnn.deterministic = args.torch_deterministic
 
     # Env setup. SAME_STEP autoreset: a finished env is reset inside the step that ended it, and its real
@@ -459,15 +525,18 @@ if __name__ == "__main__":
     # each env in its own process: it pays where cores outnumber the envs' needs, not on 2 cores.
     vector_env = gym.vector.AsyncVectorEnv if args.async_envs else gym.vector.SyncVectorEnv
     envs = vector_env(
-        [make_env(args.env_id, i, args.capture_video, run_name) for i in range(args.num_envs)],
+        [make_env(args.env_id, i, args.capture_video and rank == 0, run_name) for i in range(args.num_envs)],
         autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
     )
-    envs.action_space.seed(args.seed)
+    envs.action_space.seed(seed)
     obs_shape = envs.single_observation_space.shape
 
     agent = Agent(int(envs.single_action_space.n)).to(device)
     # fused: one kernel for the whole parameter update instead of a loop of small ops per tensor
     optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)
+    if distributed:  # torchrun: every process starts from rank 0's weights
+        for param in agent.parameters():
+            dist.broadcast(param.data, src=0)
 
     # Rollout storage, allocated once. It lives in NumPy on the CPU: the env speaks NumPy, and writing a row
     # of a NumPy array costs a fraction of a tensor's. The update moves the whole batch to the device once.
@@ -481,8 +550,9 @@ if __name__ == "__main__":
     terminations = np.zeros_like(logprobs)
     dones = np.zeros_like(logprobs)
     rollout_bytes = sum(a.nbytes for a in (obs, actions, logprobs, rewards, values, final_values, terminations, dones))
-    print(f"rollout storage: {args.num_steps} steps x {args.num_envs} envs, observations {obs_shape} uint8, "
-          f"{rollout_bytes / 2**20:.1f} MiB")
+    if rank == 0:
+        print(f"rollout storage: {args.num_steps} steps x {args.num_envs} envs, observations {obs_shape} uint8, "
+              f"{rollout_bytes / 2**20:.1f} MiB{' per process' if distributed else ''}")
 
     global_step = 0
     start_time = time.time()
@@ -493,7 +563,7 @@ if __name__ == "__main__":
     finished = []  # (global_step, return, length) of the games not yet written
     recent_returns = deque(maxlen=10)
     print_every = max(1, num_iterations // 50)
-    next_obs, infos = envs.reset(seed=args.seed)
+    next_obs, infos = envs.reset(seed=seed)
     lives = infos["lives"]
 
     for iteration in range(1, num_iterations + 1):
@@ -502,7 +572,7 @@ if __name__ == "__main__":
 
         # 1. Roll out the current policy.
         for step in range(args.num_steps):
-            global_step += args.num_envs
+            global_step += args.num_envs * world_size  # the steps of all processes
             obs[step] = next_obs
             with torch.inference_mode():
                 action, logprob, _, value = agent.get_action_and_value(torch.as_tensor(obs[step], device=device))
@@ -526,7 +596,6 @@ if __name__ == "__main__":
             episode_lengths += 1
             for i in np.flatnonzero(terminated | truncated):  # game over; SAME_STEP: env i starts afresh
                 finished.append((global_step, float(episode_returns[i]), int(episode_lengths[i])))
-                recent_returns.append(float(episode_returns[i]))
                 episode_returns[i], episode_lengths[i] = 0.0, 0
 
         # 2. Advantages. After an episode's end the next value is V(final obs) (0 if it terminated:
@@ -565,12 +634,26 @@ if __name__ == "__main__":
 
                 optimizer.zero_grad()
                 loss.backward()
+                if distributed:  # torchrun: every process now holds the gradient averaged over all processes
+                    average_gradients(agent, world_size)
                 nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm, foreach=True)
                 optimizer.step()
 
+            if distributed and args.target_kl is not None:  # torchrun: all processes stop together, on the mean KL
+                dist.all_reduce(approx_kl)
+                approx_kl /= world_size
             if args.target_kl is not None and approx_kl > args.target_kl:
                 break
 
+        report = iteration % print_every == 0 or iteration == num_iterations
+        if distributed and report:  # torchrun: rank 0 collects the games every process finished
+            gathered = [None] * world_size if rank == 0 else None
+            dist.gather_object(finished, gathered, dst=0)
+            finished = (sorted((game for games in gathered for game in games), key=lambda game: game[0])
+                        if rank == 0 else [])
+        if rank != 0:
+            continue
+        # The losses are rank 0's own (under torchrun); the steps, the SPS and the games are all processes'.
         sps = int(global_step / (time.time() - start_time))
         writer.add_scalar("charts/learning_rate", optimizer.param_groups[0]["lr"], global_step)
         writer.add_scalar("losses/value_loss", v_loss.item(), global_step)
@@ -581,10 +664,11 @@ if __name__ == "__main__":
         writer.add_scalar("losses/clipfrac", torch.stack(clipfracs).mean().item(), global_step)
         writer.add_scalar("losses/explained_variance", explained_variance(values, returns), global_step)
         writer.add_scalar("charts/SPS", sps, global_step)
-        if iteration % print_every == 0 or iteration == num_iterations:
+        if report:
             for end_step, episodic_return, episodic_length in finished:
                 writer.add_scalar("charts/episodic_return", episodic_return, end_step)
                 writer.add_scalar("charts/episodic_length", episodic_length, end_step)
+                recent_returns.append(episodic_return)
             finished.clear()
             mean_return = f"{np.mean(recent_returns):.1f}" if recent_returns else "n/a"
             elapsed = time.time() - start_time
@@ -593,7 +677,9 @@ if __name__ == "__main__":
                   f" | {elapsed:.0f}s elapsed, ~{remaining:.0f}s left", flush=True)
 
     envs.close()
-    if args.save_model:
+    if distributed:  # torchrun: no exchange after training (rank 0 saves and evaluates alone)
+        dist.destroy_process_group()
+    if rank == 0 and args.save_model:
         model_path = f"runs/{run_name}/{args.exp_name}.pt"
         torch.save({"model": agent.state_dict(), "args": asdict(args)}, model_path)
         print(f"model saved to {model_path}")
@@ -603,6 +689,7 @@ if __name__ == "__main__":
         for idx, episodic_return in enumerate(episodic_returns):
             writer.add_scalar("eval/episodic_return", episodic_return, idx)
         print(f"eval: mean return {np.mean(episodic_returns):.2f} over {len(episodic_returns)} episodes")
-    writer.close()
-    if args.track:
-        wandb.finish()
+    if rank == 0:
+        writer.close()
+        if args.track:
+            wandb.finish()
