@@ -161,8 +161,7 @@ def resolve_presets(args: Args, continuous: bool) -> Args:
 
 
 def check_spaces(obs_space: gym.Space, act_space: gym.Space) -> Optional[str]:
-    """Why a2c.py cannot run on these spaces (a Discrete observation space already one-hot encoded by
-    one_hot_discrete_obs), or None if it can."""
+    """Why a2c.py cannot run on these spaces, or None if it can."""
     if isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) >= 2:
         return f"image observations {obs_space.shape} need a convolutional network: use ppo_atari.py"
     if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) != 1:
@@ -187,15 +186,6 @@ def check_sizes(args: Args) -> Optional[str]:
     return None
 
 
-def one_hot_discrete_obs(env: gym.Env) -> gym.Env:
-    """A Discrete(n) observation (an index, e.g. FrozenLake's cell) becomes a one-hot vector of length n, which
-    the MLP can read: gymnasium's FlattenObservation one-hot encodes a Discrete space (stable-baselines3
-    does the same). Any other observation space passes unchanged (check_spaces judges it)."""
-    if isinstance(env.observation_space, gym.spaces.Discrete):
-        env = gym.wrappers.FlattenObservation(env)
-    return env
-
-
 def make_env(env_id: str, idx: int, capture_video: bool, run_name: str):
     def thunk():
         if capture_video and idx == 0:
@@ -203,7 +193,12 @@ def make_env(env_id: str, idx: int, capture_video: bool, run_name: str):
             env = gym.wrappers.RecordVideo(env, f"videos/{run_name}", disable_logger=True)
         else:
             env = gym.make(env_id)
-        return one_hot_discrete_obs(env)
+        if isinstance(env.observation_space, gym.spaces.Discrete):
+            # A Discrete(n) observation (FrozenLake's cell number) names a state, it does not measure one: feed
+            # the network a one-hot vector of n inputs, as stable-baselines3 does. For a Discrete space,
+            # FlattenObservation is exactly that one-hot encoding.
+            env = gym.wrappers.FlattenObservation(env)
+        return env
 
     return thunk
 
@@ -390,7 +385,7 @@ def load_checkpoint(path: str, device: torch.device):
     # Onto the CPU first, whatever device wrote it or will run it: NumPy reads the statistics from there.
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     saved = ckpt["args"]
-    env = one_hot_discrete_obs(gym.make(saved["env_id"]))
+    env = make_env(saved["env_id"], 0, False, "")()
     agent = Agent(env.observation_space.shape[0], env.action_space)
     agent.load_state_dict(ckpt["model"])
     obs_norm = ObsNormalizer(env.observation_space.shape, saved["obs_clip"], saved["norm_obs"])
@@ -450,7 +445,7 @@ if __name__ == "__main__":
 
     # Validate everything before the first file is written.
     try:
-        probe = one_hot_discrete_obs(gym.make(args.env_id))
+        probe = make_env(args.env_id, 0, False, "")()
     except (gym.error.Error, ModuleNotFoundError, ImportError) as e:
         fail(f"cannot make env {args.env_id!r}: {e}")
     problem = check_spaces(probe.observation_space, probe.action_space)

@@ -67,7 +67,7 @@ def test_actions_clip_at_every_finite_bound_and_scale_where_both_are_finite():
 
 
 def test_discrete_observations_become_one_hot_and_scalar_boxes_get_refused():
-    env = a2c.one_hot_discrete_obs(gym.make("FrozenLake-v1"))
+    env = a2c.make_env("FrozenLake-v1", 0, False, "")()
     obs, _ = env.reset(seed=0)
     assert env.observation_space.shape == (16,) and obs.tolist() == [1] + [0] * 15
     assert a2c.check_spaces(env.observation_space, env.action_space) is None
