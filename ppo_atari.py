@@ -117,8 +117,10 @@ class Args:
     """if toggled, `torch.backends.cudnn.deterministic=True`"""
     cuda: bool = True
     """if toggled, cuda is used when available"""
-    torch_threads: int = 1
-    """CPU threads for torch (one per run, as the benchmark runs them; more help the CNN where cores are free)"""
+    torch_threads: Optional[int] = None
+    """CPU threads for torch; by default torch's choice (OMP_NUM_THREADS if set, else one per core):
+    the CNN's convolutions ran 1.2-1.3x faster on 2 free cores than on 1 (see the README), but
+    more threads than free cores can be several times slower: on cores busy with other work, use 1"""
     track: bool = False
     """if toggled, the run is tracked with Weights & Biases (WANDB_MODE=offline works without network)"""
     wandb_project_name: str = "single-file-rl"
@@ -190,7 +192,7 @@ def check_sizes(args: Args, world_size: int = 1) -> Optional[str]:
     """Why these sizes cannot work, or None if they can. Under torchrun, world_size processes each collect a
     rollout of num_envs * num_steps steps."""
     for name in ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs",
-                 "eval_episodes", "torch_threads"):
+                 "eval_episodes") + (("torch_threads",) if args.torch_threads is not None else ()):
         if getattr(args, name) <= 0:
             return f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}"
     if args.learning_rate <= 0:
@@ -443,7 +445,8 @@ def fail(message: str):
 
 if __name__ == "__main__":
     args = tyro.cli(Args)
-    torch.set_num_threads(max(args.torch_threads, 1))
+    if args.torch_threads is not None:
+        torch.set_num_threads(max(args.torch_threads, 1))
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
     # torchrun tells each process its place in environment variables (see "torchrun" below); a plain run is
     # process (rank) 0 of 1.

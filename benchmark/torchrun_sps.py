@@ -30,8 +30,9 @@ class Args:
     """processes of the torchrun runs"""
     repeats: int = 2
     """rounds of the alternating kinds"""
-    flags: str = "--num-envs 8 --num-steps 128"
-    """ppo_atari.py flags of every run (per process under torchrun)"""
+    flags: str = "--num-envs 8 --num-steps 128 --torch-threads 1"
+    """ppo_atari.py flags of every run (per process under torchrun); one torch thread per process, so that N
+    processes use N cores"""
 
 
 def measure(nproc: int, launcher: str, args: Args) -> None:

@@ -54,6 +54,29 @@ def test_policy_gradient_loss_and_its_gradient_match_hand_computation():
     np.testing.assert_allclose(logits.grad.numpy(), [[0.25, -0.25], [0.375, -0.375]], rtol=1e-6)
 
 
+def test_rollout_actions_are_drawn_from_the_policy():
+    # Gumbel-max sampling (discrete) and mu + sigma * noise (continuous) must draw from pi(.|s): frequencies
+    # of 40k draws against softmax(logits), and the Gaussian's mean and std.
+    torch.manual_seed(0)
+    agent = a2c.Agent(2, gym.spaces.Discrete(3))
+    probs = torch.tensor([0.6, 0.3, 0.1])
+    with torch.no_grad():
+        agent.actor[-1].weight.zero_()
+        agent.actor[-1].bias.copy_(probs.log())
+        actions, _ = agent.sample_action_and_value(torch.zeros(40_000, 2))
+    frequencies = torch.bincount(actions, minlength=3) / len(actions)
+    assert frequencies.tolist() == pytest.approx(probs.tolist(), abs=0.01)  # std of each is under 0.0025
+
+    agent = a2c.Agent(2, gym.spaces.Box(-1.0, 1.0, (2,)))
+    with torch.no_grad():
+        agent.actor[-1].weight.zero_()
+        agent.actor[-1].bias.copy_(torch.tensor([0.5, -0.2]))
+        agent.actor_logstd.copy_(torch.tensor([[0.0, -1.0]]))
+        actions, _ = agent.sample_action_and_value(torch.zeros(40_000, 2))
+    assert actions.mean(0).tolist() == pytest.approx([0.5, -0.2], abs=0.02)
+    assert actions.std(0).tolist() == pytest.approx([1.0, np.exp(-1.0)], rel=0.02)
+
+
 def test_value_loss_is_the_mean_squared_error():
     assert a2c.value_loss(torch.tensor([2.0, 0.0, 1.0]), torch.tensor([3.0, 0.0, -1.0])).item() == pytest.approx(5 / 3)
 
