@@ -35,8 +35,8 @@ state-independent std sigma for continuous ones); the critic is a value function
      what PPO adds to reuse a rollout for several epochs).
   4. Repeat until `total_timesteps` env steps have been collected.
 
-The defaults are stable-baselines3's A2C (which follows OpenAI Baselines' and the paper's): RMSprop (alpha
-0.99, eps 1e-5) as in the paper, learning rate 7e-4, value coefficient 0.5, no entropy bonus, no advantage
+The defaults are stable-baselines3's A2C (which follows OpenAI Baselines' and the paper's): RMSprop as in the
+paper (alpha 0.99; eps 1e-5 as SB3), learning rate 7e-4, value coefficient 0.5, no entropy bonus, no advantage
 normalization, global gradient-norm clipping at 0.5, orthogonal init, separate 64-64 tanh networks. Adam is
 behind `--optimizer adam`, learning-rate annealing behind `--anneal-lr`. Hyperparameters left unset on the
 command line come from a preset for the env's action space (see PRESETS), which follow rl-baselines3-zoo's
@@ -116,7 +116,7 @@ class Args:
     num_steps: int = 5
     """the number of steps to run in each environment per policy rollout (the n of the n-step returns)"""
     optimizer: Literal["rmsprop", "adam"] = "rmsprop"
-    """RMSprop (alpha 0.99, eps 1e-5) as in the A3C paper and stable-baselines3, or Adam (eps 1e-5)"""
+    """RMSprop as in the A3C paper (alpha 0.99; eps 1e-5 as stable-baselines3), or Adam (eps 1e-5)"""
     anneal_lr: bool = False
     """toggle learning rate annealing (linearly to 0 over training)"""
     gamma: float = 0.99
@@ -143,12 +143,12 @@ class Args:
 
 
 PRESETS = {
-    # rl-baselines3-zoo's A2C CartPole-v1 entry: stable-baselines3's A2C defaults (5 steps, lr 7e-4, RMSprop)
-    # with 8 envs; it solves CartPole-v1 and learns Acrobot-v1.
+    # rl-baselines3-zoo's A2C CartPole-v1 entry: stable-baselines3's A2C defaults (Args' defaults here: 8 envs,
+    # 5 steps, lr 7e-4, RMSprop); it solves CartPole-v1 and learns Acrobot-v1.
     "discrete": dict(total_timesteps=500_000, norm_obs=False, norm_reward=False),
     # rl-baselines3-zoo's A2C MuJoCo entries (Hopper-v4, HalfCheetah-v4, ...): the same defaults with
-    # `normalize: true` (observation normalization and reward scaling), 1M steps. One change: 8 envs where the
-    # zoo has 1, because one env is 5x slower here (Hopper-v4: 371 against 1857 SPS, both on a loaded
+    # `normalize: true` (observation normalization and reward scaling), 1M steps. One change: 8 envs (Args'
+    # default) where the zoo has 1, because one env is 5x slower here (Hopper-v4: 371 against 1857 SPS, both on a loaded
     # 2-core machine): with one env, a gradient step every 5 env steps costs more than the steps.
     "continuous": dict(total_timesteps=1_000_000, norm_obs=True, norm_reward=True),
 }
@@ -388,8 +388,8 @@ def explained_variance(predictions: np.ndarray, targets: np.ndarray) -> float:
 
 def load_checkpoint(path: str, device: torch.device):
     """Rebuild (agent, obs normalizer, saved args dict) from a checkpoint written by --save-model.
-    weights_only=True: loading someone else's file cannot run their code."""
-    # Onto the CPU first, whatever device wrote it or will run it: NumPy reads the statistics from there.
+    weights_only=True: loading someone else's file cannot run their code. The file is read onto the CPU,
+    whatever device wrote it: the statistics become NumPy arrays, and only the network moves to `device`."""
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     saved = ckpt["args"]
     env = make_env(saved["env_id"], 0, False, "")()

@@ -219,14 +219,15 @@ def action_to_env(space: gym.Space):
     The Gaussian policy acts in a normalized space where [-1, 1] spans the env's bounds: the same
     initial std then explores every Box alike, whatever its scale. Actions are rescaled and clipped only
     on their way to the env; training keeps the sampled action, whose log-probability the policy knows.
-    A dimension without two finite bounds is not rescaled, but still clipped at the bound it has (as
-    gymnasium's ClipAction does): an action the env declares invalid never reaches it. Discrete actions
-    are indices 0..n-1 for the policy and start..start+n-1 for a Discrete(n, start) env (start is usually 0).
+    A dimension bounded on both sides maps [-1, 1] onto [low, high]; any other passes unscaled. Then every
+    finite bound clips on its own (low=0, high=inf clips at 0), as gymnasium's ClipAction does. Discrete
+    actions are indices 0..n-1 for the policy and start..start+n-1 for a Discrete(n, start) env (start is
+    usually 0).
     """
     if isinstance(space, gym.spaces.Discrete):
         return lambda action: action + space.start
     finite = np.isfinite(space.low) & np.isfinite(space.high)
-    low, high = np.where(finite, space.low, -1.0), np.where(finite, space.high, 1.0)  # half-bounded: identity
+    low, high = np.where(finite, space.low, -1.0), np.where(finite, space.high, 1.0)  # not both finite: identity
     center, half_range = (high + low) / 2.0, (high - low) / 2.0
     return lambda action: np.clip(center + half_range * action, space.low, space.high)
 

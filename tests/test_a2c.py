@@ -1,5 +1,6 @@
-"""a2c.py: its math against hand computations, and what only a2c.py does (n-step advantages, RMSprop's one
-gradient step per rollout, learning with the zoo's presets). What every script shares (flags, checkpoints,
+"""a2c.py: its math against hand computations, what only a2c.py does (n-step advantages, RMSprop's one
+gradient step per rollout, learning with the zoo's presets), and its own copies of the helpers it shares with
+ppo.py. What every script shares (flags, checkpoints,
 errors, truncation) is tested in test_common.py."""
 
 import gymnasium as gym
@@ -77,6 +78,26 @@ def test_rollout_actions_are_drawn_from_the_policy():
     assert actions.std(0).tolist() == pytest.approx([1.0, np.exp(-1.0)], rel=0.02)
 
 
+def test_written_out_log_probabilities_and_entropies_match_torch_distributions():
+    torch.manual_seed(0)
+    x = torch.randn(6, 2)
+    agent = a2c.Agent(2, gym.spaces.Discrete(3))
+    actions = torch.tensor([0, 1, 2, 2, 1, 0])
+    logprob, entropy, _ = agent.evaluate_actions(x, actions)
+    reference = torch.distributions.Categorical(logits=agent.actor(x))
+    torch.testing.assert_close(logprob, reference.log_prob(actions))
+    torch.testing.assert_close(entropy, reference.entropy())
+
+    agent = a2c.Agent(2, gym.spaces.Box(-1.0, 1.0, (2,)))
+    with torch.no_grad():
+        agent.actor_logstd.copy_(torch.tensor([[0.3, -1.2]]))
+    actions = torch.randn(6, 2)
+    logprob, entropy, _ = agent.evaluate_actions(x, actions)
+    reference = torch.distributions.Normal(agent.actor(x), agent.actor_logstd.exp())
+    torch.testing.assert_close(logprob, reference.log_prob(actions).sum(-1))
+    torch.testing.assert_close(entropy, reference.entropy().sum(-1))
+
+
 def test_value_loss_is_the_mean_squared_error():
     assert a2c.value_loss(torch.tensor([2.0, 0.0, 1.0]), torch.tensor([3.0, 0.0, -1.0])).item() == pytest.approx(5 / 3)
 
@@ -119,10 +140,12 @@ def test_checkpoint_loads_on_the_cpu_whatever_the_target_device(tmp_path):
     np.testing.assert_array_equal(obs_norm.rms.var, cpu_norm.rms.var)
 
 
-def test_learns_from_one_hot_discrete_observations(tmp_path):
+def test_discrete_observations_are_one_hot_encoded(tmp_path):
     # FrozenLake-v1's Discrete(16) observations reach the network one-hot, in training and in evaluation.
     run_ok("a2c.py", "--env-id", "FrozenLake-v1", "--total-timesteps", "400", "--save-model", "--eval-episodes",
            "1", cwd=tmp_path)
+    agent, _, _ = a2c.load_checkpoint(str(run_dir(tmp_path) / "a2c.pt"), torch.device("cpu"))
+    assert agent.actor[0].in_features == 16
 
 
 def test_solves_cartpole(tmp_path):
