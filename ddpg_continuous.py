@@ -164,9 +164,10 @@ def check_spaces(obs_space: gym.Space, act_space: gym.Space) -> Optional[str]:
 def check_sizes(args: Args) -> Optional[str]:
     """Why these sizes cannot work, or None if they can."""
     for name in ("total_timesteps", "num_envs", "buffer_size", "batch_size", "policy_frequency",
-                 "eval_episodes") + (("torch_threads",) if args.torch_threads is not None else ()):
-        if getattr(args, name) <= 0:
-            return f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}"
+                 "eval_episodes", "torch_threads"):
+        value = getattr(args, name)
+        if value is not None and value <= 0:  # None: --torch-threads left to torch
+            return f"--{name.replace('_', '-')} must be positive, got {value}"
     if args.learning_starts < 0:
         return f"--learning-starts must not be negative, got {args.learning_starts}"
     if args.learning_rate <= 0:

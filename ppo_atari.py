@@ -118,9 +118,9 @@ class Args:
     cuda: bool = True
     """if toggled, cuda is used when available"""
     torch_threads: Optional[int] = None
-    """CPU threads for torch; by default torch's choice (OMP_NUM_THREADS if set, else one per core):
-    the CNN's convolutions ran 1.2-1.3x faster on 2 free cores than on 1 (see the README), but
-    more threads than free cores can be several times slower: on cores busy with other work, use 1"""
+    """CPU threads for torch; by default torch's choice (OMP_NUM_THREADS if set, as torchrun does for 2 or more
+    processes, else one per core): the CNN's convolutions ran 1.2-1.3x faster on 2 free cores than on 1 (see the
+    README), but more threads than free cores can be several times slower: on cores busy with other work, use 1"""
     track: bool = False
     """if toggled, the run is tracked with Weights & Biases (WANDB_MODE=offline works without network)"""
     wandb_project_name: str = "single-file-rl"
@@ -137,8 +137,9 @@ class Args:
     """path of a checkpoint to evaluate (and film, with --capture-video) instead of training"""
     async_envs: bool = False
     """if toggled, step the envs in subprocesses (gymnasium's AsyncVectorEnv), for machines with cores to spare.
-    Measured on this project's shared 2-core machine (default settings, 5120 steps, two alternating runs):
-    101 and 64 SPS against 106 and 73 without it, 5-12% slower: there, the network's update leaves no core idle"""
+    Measured on this project's shared 2-core machine (default settings, one torch thread, 5120 steps, two
+    alternating runs): 101 and 64 SPS against 106 and 73 without it, 5-12% slower: there, the network's update
+    leaves no core idle"""
     dist_timeout: float = 300.0
     """torchrun only: seconds a process waits for the others (to join, or at a gradient exchange) before it
     stops with an error, so that a dead or stuck process or a wrong rendezvous fails instead of hanging"""
@@ -192,9 +193,10 @@ def check_sizes(args: Args, world_size: int = 1) -> Optional[str]:
     """Why these sizes cannot work, or None if they can. Under torchrun, world_size processes each collect a
     rollout of num_envs * num_steps steps."""
     for name in ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs",
-                 "eval_episodes") + (("torch_threads",) if args.torch_threads is not None else ()):
-        if getattr(args, name) <= 0:
-            return f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}"
+                 "eval_episodes", "torch_threads"):
+        value = getattr(args, name)
+        if value is not None and value <= 0:  # None: --torch-threads left to torch
+            return f"--{name.replace('_', '-')} must be positive, got {value}"
     if args.learning_rate <= 0:
         return f"--learning-rate must be positive, got {args.learning_rate}"
     batch_size = args.num_envs * args.num_steps
@@ -656,7 +658,8 @@ if __name__ == "__main__":
                         if rank == 0 else [])
         if rank != 0:
             continue
-        # The losses are rank 0's own (under torchrun); the steps, the SPS and the games are all processes'.
+        # The losses are rank 0's own (under torchrun; approx_kl, with --target-kl, is the mean over processes);
+        # the steps, the SPS and the games are all processes'.
         sps = int(global_step / (time.time() - start_time))
         writer.add_scalar("charts/learning_rate", optimizer.param_groups[0]["lr"], global_step)
         writer.add_scalar("losses/value_loss", v_loss.item(), global_step)

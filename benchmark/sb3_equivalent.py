@@ -71,16 +71,17 @@ def make_model(script: str, env_id: str, seed: int, tensorboard_log=None, **over
         from stable_baselines3.common.env_util import make_atari_env
         from stable_baselines3.common.vec_env import VecFrameStack
 
+        policy = "CnnPolicy"
         envs = VecFrameStack(make_atari_env(env_id, n_envs=num_envs, seed=seed, env_kwargs=dict(frameskip=1)), 4)
-        return getattr(stable_baselines3, algo)("CnnPolicy", envs, device="cpu", seed=seed,
-                                                tensorboard_log=tensorboard_log, **kwargs)
-    envs = make_vec_env(env_id, n_envs=num_envs, seed=seed)
-    if "action_noise_sigma" in kwargs:  # Gaussian action noise needs the action dimension
-        from stable_baselines3.common.noise import NormalActionNoise
+    else:
+        policy = "MlpPolicy"
+        envs = make_vec_env(env_id, n_envs=num_envs, seed=seed)
+        if "action_noise_sigma" in kwargs:  # Gaussian action noise needs the action dimension
+            from stable_baselines3.common.noise import NormalActionNoise
 
-        dim = envs.action_space.shape[0]
-        kwargs["action_noise"] = NormalActionNoise(np.zeros(dim), kwargs.pop("action_noise_sigma") * np.ones(dim))
-    if normalize:
-        envs = VecNormalize(envs, gamma=kwargs.get("gamma", 0.99))
-    return getattr(stable_baselines3, algo)("MlpPolicy", envs, device="cpu", seed=seed,
-                                            tensorboard_log=tensorboard_log, **kwargs)
+            dim = envs.action_space.shape[0]
+            kwargs["action_noise"] = NormalActionNoise(np.zeros(dim), kwargs.pop("action_noise_sigma") * np.ones(dim))
+        if normalize:
+            envs = VecNormalize(envs, gamma=kwargs.get("gamma", 0.99))
+    return getattr(stable_baselines3, algo)(policy, envs, device="cpu", seed=seed, tensorboard_log=tensorboard_log,
+                                            **kwargs)

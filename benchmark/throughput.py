@@ -54,6 +54,9 @@ CONFIGS = {
     "a2c-cartpole": Config("a2c.py", "CartPole-v1"),
 }
 
+# ours as users run it, ours with one torch thread, SB3 likewise, and the envs alone with random actions
+KINDS = ("ours", "ours-1thread", "sb3", "sb3-1thread", "random")
+
 
 @dataclass
 class Args:
@@ -65,7 +68,7 @@ class Args:
     """measurements of each kind; the table shows medians"""
     out: Optional[str] = None
     """also write the measurements as JSON to this file"""
-    worker: Optional[Literal["ours", "ours-1thread", "sb3", "sb3-1thread", "random"]] = None
+    worker: Optional[Literal[KINDS]] = None
     """internal: take one measurement of this kind in this process and print its SPS"""
 
 
@@ -127,10 +130,9 @@ def main(args: Args):
     if args.worker:
         print(json.dumps({"sps": worker(args.worker, config, args.total_timesteps)}))
         return
-    kinds = ["ours", "ours-1thread", "sb3", "sb3-1thread", "random"]
-    results = {kind: [] for kind in kinds}
+    results = {kind: [] for kind in KINDS}
     for repeat in range(args.repeats):
-        for kind in kinds:
+        for kind in KINDS:
             out = subprocess.run([sys.executable, __file__, "--config", args.config, "--total-timesteps",
                                   str(args.total_timesteps), "--worker", kind], capture_output=True, text=True)
             if out.returncode:

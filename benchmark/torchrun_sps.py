@@ -31,8 +31,8 @@ class Args:
     repeats: int = 2
     """rounds of the alternating kinds"""
     flags: str = "--num-envs 8 --num-steps 128 --torch-threads 1"
-    """ppo_atari.py flags of every run (per process under torchrun); one torch thread per process, so that N
-    processes use N cores"""
+    """ppo_atari.py flags of every run (per process under torchrun); one torch thread per process: torchrun with 2
+    or more processes sets that itself, the 1-process runs would otherwise use every core"""
 
 
 def measure(nproc: int, launcher: str, args: Args) -> None:
