@@ -607,7 +607,7 @@ if __name__ == "__main__":
                 writer.add_scalar("charts/episodic_length", episodic_length, end_step)
             finished.clear()
             elapsed = time.time() - start_time
-            sps, remaining = int(global_step / elapsed), elapsed * (args.total_timesteps - global_step) / global_step
+            sps, remaining = int(global_step / elapsed), elapsed * (num_iterations - iteration) / iteration
             mean_return = f"{np.mean(recent_returns):.1f}" if recent_returns else "n/a"
             print(f"step {global_step}/{args.total_timesteps} | SPS {sps} | return {mean_return} (last 10 episodes)"
                   f" | {elapsed:.0f}s elapsed, ~{remaining:.0f}s left", flush=True)

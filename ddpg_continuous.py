@@ -549,7 +549,7 @@ if __name__ == "__main__":
             sps = int(global_step / elapsed)
             writer.add_scalar("charts/SPS", sps, global_step)
             mean_return = f"{np.mean(recent_returns):.1f}" if recent_returns else "n/a"
-            remaining = elapsed * (args.total_timesteps - global_step) / global_step
+            remaining = elapsed * (num_iterations - iteration) / iteration
             print(f"step {global_step}/{args.total_timesteps} | SPS {sps} | return {mean_return} (last 10 episodes)"
                   f" | {elapsed:.0f}s elapsed, ~{remaining:.0f}s left", flush=True)
 

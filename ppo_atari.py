@@ -678,7 +678,7 @@ if __name__ == "__main__":
             finished.clear()
             mean_return = f"{np.mean(recent_returns):.1f}" if recent_returns else "n/a"
             elapsed = time.time() - start_time
-            remaining = elapsed * (args.total_timesteps - global_step) / global_step
+            remaining = elapsed * (num_iterations - iteration) / iteration
             print(f"step {global_step}/{args.total_timesteps} | SPS {sps} | return {mean_return} (last 10 episodes)"
                   f" | {elapsed:.0f}s elapsed, ~{remaining:.0f}s left", flush=True)
 

@@ -89,6 +89,10 @@ class Job:
     seed: int
 
     @property
+    def sb3(self) -> bool:
+        return self.runner.startswith("sb3-")
+
+    @property
     def name(self) -> str:
         return f"{self.runner.replace('.py', '')}__{self.entry.env_id.replace('/', '-')}__{self.seed}"
 
@@ -141,7 +145,7 @@ def run_job(job: Job, out: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONWARNINGS="ignore::DeprecationWarning")
     with tempfile.TemporaryDirectory(dir=folder) as work:
-        if job.runner.startswith("sb3-"):
+        if job.sb3:
             command = [sys.executable, str(REPO / "benchmark" / "sb3_train.py"), job.entry.script, job.entry.env_id,
                        "--seed", str(job.seed), "--total-timesteps", str(job.entry.budget), "--out", "tb"]
         else:
@@ -151,7 +155,7 @@ def run_job(job: Job, out: Path) -> Path:
         (folder / "log.txt").write_text(result.stdout[-20000:] + result.stderr[-20000:])
         if result.returncode:
             raise RuntimeError(f"{job.name} failed (exit {result.returncode}); see {folder / 'log.txt'}")
-        logs = Path(work) / "tb" if job.runner.startswith("sb3-") else next((Path(work) / "runs").iterdir())
+        logs = Path(work) / "tb" if job.sb3 else next((Path(work) / "runs").iterdir())
         scalars = read_scalars(logs, wall_time=True)
     write_csv(folder / "episodes.csv", tidy_rows(scalars))
     return folder
@@ -254,7 +258,7 @@ def main(profile: Literal[tuple(PROFILES)] = "quick", jobs: int = os.cpu_count()
     selected = select(all_jobs, scripts, envs, seeds)
     todo = [job for job in selected if not (out / "runs" / job.name / "episodes.csv").exists()]
     # The scripts' own runs first, then SB3's seed by seed: a benchmark cut short still has a row for everything.
-    todo.sort(key=lambda job: (job.runner.startswith("sb3-"), job.seed if job.runner.startswith("sb3-") else 0))
+    todo.sort(key=lambda job: (job.sb3, job.seed if job.sb3 else 0))
     if not report_only and todo:
         from tqdm import tqdm
 

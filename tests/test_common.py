@@ -51,9 +51,12 @@ class Script:
     action outside it"""
 
 
-def ppo_start_value(path):
-    agent, _, _ = ppo.load_checkpoint(path, torch.device("cpu"))
-    return agent.get_value(torch.zeros(1, 1)).item()
+def agent_start_value(module):
+    """V(start state) of an actor-critic checkpoint of ppo.py or a2c.py."""
+    def start_value(path):
+        agent, _, _ = module.load_checkpoint(path, torch.device("cpu"))
+        return agent.get_value(torch.zeros(1, 1)).item()
+    return start_value
 
 
 def dqn_start_value(path):
@@ -65,17 +68,15 @@ def ddpg_start_value(path):
     actor, qf, _ = ddpg_continuous.load_checkpoint(path, torch.device("cpu"))
     obs = torch.zeros(1, 1)
     return qf(obs, actor(obs)).item()
-def a2c_start_value(path):
-    agent, _, _ = a2c.load_checkpoint(path, torch.device("cpu"))
-    return agent.get_value(torch.zeros(1, 1)).item()
 
+
+PPO_TAGS = ("charts/episodic_return", "charts/episodic_length", "charts/SPS", "charts/learning_rate",
+            "losses/value_loss", "losses/policy_loss", "losses/entropy", "losses/approx_kl", "losses/old_approx_kl",
+            "losses/clipfrac", "losses/explained_variance")
 
 SCRIPTS = [
-    Script("ppo.py", ("--total-timesteps", "2048"),
-           ("charts/episodic_return", "charts/episodic_length", "charts/SPS", "charts/learning_rate",
-            "losses/value_loss", "losses/policy_loss", "losses/entropy", "losses/approx_kl", "losses/old_approx_kl",
-            "losses/clipfrac", "losses/explained_variance"),
-           ("--total-timesteps", "20480", "--learning-rate", "1e-3"), ppo_start_value),
+    Script("ppo.py", ("--total-timesteps", "2048"), PPO_TAGS,
+           ("--total-timesteps", "20480", "--learning-rate", "1e-3"), agent_start_value(ppo)),
     Script("dqn.py", ("--total-timesteps", "3000", "--learning-starts", "500", "--buffer-size", "1000",
                       "--batch-size", "32", "--target-network-frequency", "100"),
            ("charts/episodic_return", "charts/episodic_length", "charts/SPS", "charts/epsilon", "losses/td_loss",
@@ -87,10 +88,7 @@ SCRIPTS = [
     # tests/test_ppo_atari.py covers that ground on real games: logged scores checked game by game against
     # the emulator's own rewards, including games cut by a frame limit.
     Script("ppo_atari.py", ("--num-envs", "4", "--num-steps", "128", "--total-timesteps", "3072",
-                            "--update-epochs", "1", "--num-minibatches", "2"),
-           ("charts/episodic_return", "charts/episodic_length", "charts/SPS", "charts/learning_rate",
-            "losses/value_loss", "losses/policy_loss", "losses/entropy", "losses/approx_kl", "losses/old_approx_kl",
-            "losses/clipfrac", "losses/explained_variance"),
+                            "--update-epochs", "1", "--num-minibatches", "2"), PPO_TAGS,
            (), None, env_id="BreakoutNoFrameskip-v4",
            skips={"test_truncated_episodes_bootstrap_to_the_infinite_horizon_value":
                   "needs tests.envs:ConstantReward-v0, not an ALE game",
@@ -113,7 +111,7 @@ SCRIPTS = [
     Script("a2c.py", ("--total-timesteps", "2000"),
            ("charts/episodic_return", "charts/episodic_length", "charts/SPS", "charts/learning_rate",
             "losses/value_loss", "losses/policy_loss", "losses/entropy", "losses/explained_variance"),
-           ("--total-timesteps", "20000", "--learning-rate", "1e-3"), a2c_start_value),
+           ("--total-timesteps", "20000", "--learning-rate", "1e-3"), agent_start_value(a2c)),
 ]
 SCRIPT = {script.name: script for script in SCRIPTS}
 by_name = pytest.mark.parametrize("script", SCRIPTS, ids=[s.name for s in SCRIPTS])
