@@ -5,6 +5,7 @@ frame, what the emulator pays: the ground truth against which the score the trai
 """
 
 import os
+from pathlib import Path
 
 import ale_py
 import gymnasium as gym
@@ -38,3 +39,16 @@ REWARD_LOG_FRAME_LIMIT = 2000
 gym.register("SpaceInvadersRewardLog-v0", entry_point=RewardLogEnv,
              kwargs=dict(game="space_invaders", frameskip=1, repeat_action_probability=0.0,
                          max_num_frames_per_episode=REWARD_LOG_FRAME_LIMIT))
+
+
+def games_in(log_file) -> list:
+    """(raw score, how it ended) of each finished game a RewardLog env wrote down."""
+    games, score = [], None
+    for line in Path(log_file).read_text().splitlines():
+        if line == "reset":
+            score = 0.0
+        elif line.startswith("reward"):
+            score += float(line.split()[1])
+        elif line in ("terminated", "truncated"):
+            games.append((score, line))
+    return games

@@ -11,19 +11,25 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 REPO = Path(__file__).resolve().parent.parent
 
 
-def run_script(script: str, *flags: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run `python SCRIPT FLAGS...` in `cwd` (so runs/, videos/ and wandb/ land there), offline and headless.
-    The repo root is on PYTHONPATH so that --env-id tests.envs:NAME-v0 resolves."""
-    env = dict(os.environ, PYTHONPATH=str(REPO), WANDB_MODE="offline", MUJOCO_GL="egl",
-               SDL_VIDEODRIVER="dummy", PYTHONWARNINGS="ignore::DeprecationWarning")
-    return subprocess.run([sys.executable, str(REPO / script), *flags], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+def script_env(**extra: str) -> dict:
+    """The environment a test gives a script: offline, headless, and the repo root on PYTHONPATH so that
+    --env-id tests.envs:NAME-v0 resolves; `extra` adds variables."""
+    return dict(os.environ, PYTHONPATH=str(REPO), WANDB_MODE="offline", MUJOCO_GL="egl", SDL_VIDEODRIVER="dummy",
+                PYTHONWARNINGS="ignore::DeprecationWarning", **extra)
 
 
-def run_ok(script: str, *flags: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+def run_script(script: str, *flags: str, cwd: Path, timeout: float = 600, launcher: tuple = (sys.executable,),
+               env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run `python SCRIPT FLAGS...` (or LAUNCHER SCRIPT FLAGS..., e.g. torchrun) in `cwd`, so that runs/, videos/
+    and wandb/ land there, with script_env plus `env`."""
+    return subprocess.run([*launcher, str(REPO / script), *flags], cwd=cwd, env=script_env(**(env or {})),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def run_ok(script: str, *flags: str, cwd: Path, **kwargs) -> subprocess.CompletedProcess:
     """run_script, failing the test with the script's own output if it did not exit 0."""
-    result = run_script(script, *flags, cwd=cwd, timeout=timeout)
-    assert result.returncode == 0, f"{script} {' '.join(flags)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    result = run_script(script, *flags, cwd=cwd, **kwargs)
+    assert result.returncode == 0, f"{script} {' '.join(flags)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
     return result
 
 

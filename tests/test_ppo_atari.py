@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import ppo_atari
+from tests.atari_envs import games_in
 from tests.helpers import read_scalars, run_dir, run_ok, run_script
 
 
@@ -109,19 +110,6 @@ def test_video_shows_the_real_screen(tmp_path, monkeypatch):
 
 
 # ------------------------------------------------------------------------------------ the script, end to end
-
-
-def games_in(log_file):
-    """(raw score, how it ended) of each finished game a tests.atari_envs env wrote down."""
-    games, score = [], None
-    for line in open(log_file).read().split("\n"):
-        if line == "reset":
-            score = 0.0
-        elif line.startswith("reward"):
-            score += float(line.split()[1])
-        elif line in ("terminated", "truncated"):
-            games.append((score, line))
-    return games
 
 
 def test_the_logged_return_is_the_raw_score_of_whole_games(tmp_path, monkeypatch):

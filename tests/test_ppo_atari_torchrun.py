@@ -2,7 +2,6 @@
 its own envs, one agent. And a plain `python ppo_atari.py` run, which must not have changed."""
 
 import glob
-import os
 import signal
 import socket
 import subprocess
@@ -14,27 +13,17 @@ import pytest
 import torch
 
 import ppo_atari
-from tests.helpers import REPO, logged_numbers, read_scalars, run_dir
-from tests.test_ppo_atari import games_in
+from tests.atari_envs import games_in
+from tests.helpers import REPO, logged_numbers, read_scalars, run_dir, run_ok, script_env
 
 TINY = ("--num-steps", "64", "--update-epochs", "2", "--num-minibatches", "2")
 
 
-def script_env(**extra) -> dict:
-    """The environment tests.helpers.run_script gives a script (offline, headless, tests importable)."""
-    return dict(os.environ, PYTHONPATH=str(REPO), WANDB_MODE="offline", SDL_VIDEODRIVER="dummy",
-                PYTHONWARNINGS="ignore::DeprecationWarning", **extra)
-
-
-def torchrun(script: str, *flags: str, cwd: Path, nproc: int = 2, **env) -> subprocess.CompletedProcess:
+def torchrun(script: str, *flags: str, cwd: Path, nproc: int = 2, **env: str) -> subprocess.CompletedProcess:
     """`torchrun --standalone --nproc-per-node NPROC SCRIPT FLAGS...` in cwd, as a user runs it; fails the test
     with the output if it did not exit 0."""
-    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
-                             str(nproc), str(REPO / script), *flags], cwd=cwd, env=script_env(**env),
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, (f"torchrun {script} {' '.join(flags)} failed:\n{result.stdout[-3000:]}\n"
-                                    f"{result.stderr[-5000:]}")
-    return result
+    launcher = (sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc))
+    return run_ok(script, *flags, cwd=cwd, timeout=300, launcher=launcher, env=env)
 
 
 def test_a_plain_run_gives_the_numbers_it_gave_before_torchrun_support(tmp_path):
