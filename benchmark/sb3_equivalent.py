@@ -83,5 +83,6 @@ def make_model(script: str, env_id: str, seed: int, tensorboard_log=None, **over
             kwargs["action_noise"] = NormalActionNoise(np.zeros(dim), kwargs.pop("action_noise_sigma") * np.ones(dim))
         if normalize:
             envs = VecNormalize(envs, gamma=kwargs.get("gamma", 0.99))
-    return getattr(stable_baselines3, algo)(policy, envs, device="cpu", seed=seed, tensorboard_log=tensorboard_log,
+    # device "auto": the GPU when there is one, as the scripts' --cuda default does
+    return getattr(stable_baselines3, algo)(policy, envs, device="auto", seed=seed, tensorboard_log=tensorboard_log,
                                             **kwargs)

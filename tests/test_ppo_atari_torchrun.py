@@ -17,13 +17,15 @@ from tests.atari_envs import games_in
 from tests.helpers import REPO, logged_numbers, read_scalars, run_dir, run_ok, script_env
 
 TINY = ("--num-steps", "64", "--update-epochs", "2", "--num-minibatches", "2")
+# The processes train on the CPU even where there is a GPU (on one GPU, two processes would get a one-line error).
+CPU_ONLY = {"CUDA_VISIBLE_DEVICES": ""}
 
 
 def torchrun(script: str, *flags: str, cwd: Path, nproc: int = 2, **env: str) -> subprocess.CompletedProcess:
     """`torchrun --standalone --nproc-per-node NPROC SCRIPT FLAGS...` in cwd, as a user runs it; fails the test
     with the output if it did not exit 0."""
     launcher = (sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc))
-    return run_ok(script, *flags, cwd=cwd, timeout=300, launcher=launcher, env=env)
+    return run_ok(script, *flags, cwd=cwd, timeout=300, launcher=launcher, env=dict(CPU_ONLY, **env))
 
 
 def test_a_plain_run_gives_the_numbers_it_gave_before_torchrun_support(tmp_path):
@@ -155,7 +157,7 @@ def test_a_stuck_process_stops_the_others_with_an_error_not_a_hang(tmp_path):
              "--total-timesteps", "6400", "--dist-timeout", str(timeout))
     processes = [subprocess.Popen([sys.executable, str(REPO / "ppo_atari.py"), *flags], cwd=tmp_path,
                                   env=script_env(RANK=str(r), LOCAL_RANK=str(r), WORLD_SIZE="2",
-                                                 MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)),
+                                                 MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), **CPU_ONLY),
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in (0, 1)]
     rank0, rank1 = processes
     try:
