@@ -203,6 +203,17 @@ def make_env(env_id: str, idx: int, capture_video: bool, run_name: str):
     return thunk
 
 
+def is_atari(env_id: str) -> bool:
+    """Whether env_id names an Atari game. ale-py registers those ids only once imported, and this file
+    does not import it (pixels are ppo_atari.py's business), so gym.make alone says "not found"."""
+    try:
+        import ale_py
+    except ImportError:
+        return env_id.startswith("ALE/")
+    gym.register_envs(ale_py)
+    return env_id in gym.registry
+
+
 def action_to_env(space: gym.Space):
     """Return the map from policy actions to env actions.
 
@@ -454,6 +465,8 @@ if __name__ == "__main__":
     try:
         probe = make_env(args.env_id, 0, False, "")()
     except (gym.error.Error, ModuleNotFoundError, ImportError) as e:
+        if is_atari(args.env_id):
+            fail(f"{args.env_id} is an Atari game, played from pixels: use ppo_atari.py")
         fail(f"cannot make env {args.env_id!r}: {e}")
     problem = check_spaces(probe.observation_space, probe.action_space)
     if problem:

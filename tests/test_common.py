@@ -212,8 +212,9 @@ COMMON_BAD_INPUTS = [
 ]
 BAD_INPUTS = [(script, flags, message) for script in SCRIPTS for flags, message in COMMON_BAD_INPUTS] + [
     (SCRIPT["ppo.py"], ("--env-id", "tests.envs:MultiDiscreteAction-v0"), "MultiDiscrete"),
-    (SCRIPT["ppo.py"], ("--env-id", "BreakoutNoFrameskip-v4"), "Atari game, played from pixels: use ppo_atari.py"),
-    (SCRIPT["dqn.py"], ("--env-id", "ALE/Pong-v5"), "Atari game, played from pixels: use ppo_atari.py"),
+    *[(SCRIPT[name], ("--env-id", env_id), "Atari game, played from pixels: use ppo_atari.py")
+      for name, env_id in [("ppo.py", "BreakoutNoFrameskip-v4"), ("dqn.py", "ALE/Pong-v5"),
+                           ("ddpg_continuous.py", "PongNoFrameskip-v4"), ("a2c.py", "ALE/Breakout-v5")]],
     (SCRIPT["ppo.py"], ("--num-minibatches", "3"), "does not divide"),
     (SCRIPT["ppo.py"], ("--num-steps", "0"), "--num-steps must be positive"),
     (SCRIPT["ppo.py"], ("--total-timesteps", "100"), "smaller than one rollout"),
