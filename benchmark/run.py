@@ -6,6 +6,9 @@ way, where an entry asks for it), then turn their logs into tidy CSVs, a results
     python benchmark/run.py --profile full           # hours: the published budgets, 3 seeds, beside SB3
     python benchmark/run.py --profile full --report-only   # tables and plots from the runs finished so far
     python benchmark/run.py --profile full --scripts dqn.py --envs Acrobot-v1   # run only these rows
+    # one long run on both cores of a 2-core machine: SB3's DDPG on Hopper, 3 h on one thread here, 2.5 h on two
+    python benchmark/run.py --profile full --scripts ddpg_continuous.py --envs Hopper-v4 --seeds 1 --side sb3 \
+        --jobs 1 --threads 2
 
 Everything lands in benchmark/results/{profile}/:
   runs/{runner}__{env}__{seed}/episodes.csv   one tidy CSV per finished run (global_step, wall_time,
@@ -102,10 +105,12 @@ def jobs_of(entries: list) -> list:
             for seed in e.seeds]
 
 
-def select(jobs: list, scripts: tuple = (), envs: tuple = (), seeds: tuple = ()) -> list:
-    """The jobs of the given scripts (with their SB3 twins), envs and seeds; an empty selection keeps all."""
+def select(jobs: list, scripts: tuple = (), envs: tuple = (), seeds: tuple = (), side: str = "both") -> list:
+    """The jobs of the given scripts (with their SB3 twins unless `side` is "ours"; only those if it is "sb3"),
+    envs and seeds; an empty selection keeps all."""
     return [job for job in jobs if (not scripts or job.entry.script in scripts)
-            and (not envs or job.entry.env_id in envs) and (not seeds or job.seed in seeds)]
+            and (not envs or job.entry.env_id in envs) and (not seeds or job.seed in seeds)
+            and side in ("both", "sb3" if job.sb3 else "ours")]
 
 
 def tidy_rows(scalars: dict) -> list:
@@ -139,11 +144,12 @@ def read_csv(path: Path) -> list:
         return [{k: float(v) if v else float("nan") for k, v in row.items()} for row in csv.DictReader(f)]
 
 
-def run_job(job: Job, out: Path) -> Path:
-    """Train one (runner, env, seed) and write its episodes.csv; return the folder."""
+def run_job(job: Job, out: Path, threads: int = 1) -> Path:
+    """Train one (runner, env, seed) on `threads` torch threads and write its episodes.csv; return the folder."""
     folder = out / "runs" / job.name
     folder.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONWARNINGS="ignore::DeprecationWarning")
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
+               PYTHONWARNINGS="ignore::DeprecationWarning")
     with tempfile.TemporaryDirectory(dir=folder) as work:
         if job.sb3:
             command = [sys.executable, str(REPO / "benchmark" / "sb3_train.py"), job.entry.script, job.entry.env_id,
@@ -151,6 +157,7 @@ def run_job(job: Job, out: Path) -> Path:
         else:
             command = [sys.executable, str(REPO / job.runner), "--env-id", job.entry.env_id, "--seed", str(job.seed),
                        "--total-timesteps", str(job.entry.budget), *job.entry.flags]
+        command += ["--torch-threads", str(threads)]  # both sides take the flag
         result = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True)
         (folder / "log.txt").write_text(result.stdout[-20000:] + result.stderr[-20000:])
         if result.returncode:
@@ -234,8 +241,8 @@ def report(out: Path, jobs: list):
 
 def main(profile: Literal[tuple(PROFILES)] = "quick", jobs: int = os.cpu_count() or 1, report_only: bool = False,
          results: Path = REPO / "benchmark" / "results", scripts: tuple[str, ...] = (), envs: tuple[str, ...] = (),
-         seeds: tuple[int, ...] = ()):
-    """Run a profile's unfinished runs, `jobs` at a time (one torch thread each), then report.
+         seeds: tuple[int, ...] = (), side: Literal["both", "ours", "sb3"] = "both", threads: int = 1):
+    """Run a profile's unfinished runs, `jobs` at a time (`threads` torch threads each), then report.
 
     Args:
         profile: which list of entries to run.
@@ -245,7 +252,11 @@ def main(profile: Literal[tuple(PROFILES)] = "quick", jobs: int = os.cpu_count()
         scripts: run only these scripts' rows (and their SB3 twins); all by default.
         envs: run only these envs' rows; all by default.
         seeds: run only these seeds; all by default.
+        side: run the scripts' rows and their SB3 twins (both), or one side of them.
+        threads: torch threads per run. 1 with one run per core; jobs x threads at most the core count.
     """
+    if threads < 1:
+        sys.exit(f"run.py: error: --threads must be positive, got {threads}")
     out = results / profile
     all_jobs = jobs_of(PROFILES[profile])
     for name, chosen, known in (("script", scripts, {job.entry.script for job in all_jobs}),
@@ -255,7 +266,7 @@ def main(profile: Literal[tuple(PROFILES)] = "quick", jobs: int = os.cpu_count()
             sys.exit(f"run.py: error: profile {profile} has no {name} {', '.join(map(str, set(chosen) - known))}; "
                      f"it has {', '.join(sorted(map(str, known)))}")
     # The selection only chooses what runs: the summary and the pictures cover every finished run of the profile.
-    selected = select(all_jobs, scripts, envs, seeds)
+    selected = select(all_jobs, scripts, envs, seeds, side)
     todo = [job for job in selected if not (out / "runs" / job.name / "episodes.csv").exists()]
     # The scripts' own runs first, then SB3's seed by seed: a benchmark cut short still has a row for everything.
     todo.sort(key=lambda job: (job.sb3, job.seed if job.sb3 else 0))
@@ -265,7 +276,7 @@ def main(profile: Literal[tuple(PROFILES)] = "quick", jobs: int = os.cpu_count()
         print(f"{len(selected) - len(todo)} of {len(selected)} selected runs already finished; running {len(todo)}")
         failures = []
         with ThreadPoolExecutor(max_workers=max(jobs, 1)) as pool, tqdm(total=len(todo), unit="run") as bar:
-            futures = {pool.submit(run_job, job, out): job for job in todo}
+            futures = {pool.submit(run_job, job, out, threads): job for job in todo}
             for future in as_completed(futures):
                 try:
                     future.result()

@@ -1,5 +1,7 @@
 """The benchmark runner's bookkeeping: tidy rows from logs, CleanRL's final-return metric, resumption."""
 
+import subprocess
+
 import pytest
 
 from benchmark import run
@@ -43,3 +45,22 @@ def test_selection_keeps_the_chosen_scripts_envs_and_seeds_with_their_sb3_twins(
     assert {job.name for job in run.select(jobs, scripts=("ppo.py",), envs=("CartPole-v1",), seeds=(2,))} == {
         "ppo__CartPole-v1__2", "sb3-ppo__CartPole-v1__2"}
     assert {job.entry.script for job in run.select(jobs, envs=("CartPole-v1",))} == {"ppo.py", "dqn.py"}
+    assert {job.name for job in run.select(jobs, envs=("CartPole-v1",), seeds=(1,), side="sb3")} == {
+        "sb3-ppo__CartPole-v1__1"}
+    assert not any(job.sb3 for job in run.select(jobs, side="ours"))
+
+
+@pytest.mark.parametrize("runner", ["ddpg_continuous.py", "sb3-ddpg_continuous.py"])
+def test_both_sides_run_on_the_threads_asked_for(tmp_path, monkeypatch, runner):
+    seen = {}
+
+    def fake_run(command, env, **kwargs):  # stands in for the training process, which fails at once
+        seen.update(command=command, env=env)
+        return subprocess.CompletedProcess(command, 1, "", "")
+
+    monkeypatch.setattr(run.subprocess, "run", fake_run)
+    job = run.Job(runner, run.Entry("ddpg_continuous.py", "Hopper-v4", 1000), 1)
+    with pytest.raises(RuntimeError, match="failed"):
+        run.run_job(job, tmp_path, threads=2)
+    assert seen["command"][-2:] == ["--torch-threads", "2"]
+    assert seen["env"]["OMP_NUM_THREADS"] == seen["env"]["MKL_NUM_THREADS"] == "2"
