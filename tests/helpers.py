@@ -29,7 +29,8 @@ def run_script(script: str, *flags: str, cwd: Path, timeout: float = 600, launch
 def run_ok(script: str, *flags: str, cwd: Path, **kwargs) -> subprocess.CompletedProcess:
     """run_script, failing the test with the script's own output if it did not exit 0."""
     result = run_script(script, *flags, cwd=cwd, **kwargs)
-    assert result.returncode == 0, f"{script} {' '.join(flags)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+    assert result.returncode == 0, (f"{script} {' '.join(flags)} failed:\n{result.stdout[-3000:]}\n"
+                                    f"{result.stderr[-5000:]}")
     return result
 
 
