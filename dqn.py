@@ -53,6 +53,7 @@ import pickle
 import random
 import sys
 import time
+import traceback
 from collections import deque
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -189,7 +190,7 @@ def is_atari(env_id: str) -> bool:
     except ImportError:
         return env_id.startswith("ALE/")
     gym.register_envs(ale_py)
-    return env_id in gym.registry
+    return env_id in gym.registry and str(gym.registry[env_id].entry_point).startswith("ale_py")
 
 
 class ReplayBuffer:
@@ -344,9 +345,13 @@ if __name__ == "__main__":
     # Validate everything before the first file is written (or the buffer allocated).
     try:
         probe = make_env(args.env_id, 0, False, "")()
-    except (gym.error.Error, ModuleNotFoundError, ImportError) as e:
+    except Exception as e:  # a wrong id, a missing package, a GL library MuJoCo cannot load: one line each
         if is_atari(args.env_id):
             fail(f"{args.env_id} is an Atari game, played from pixels: use ppo_atari.py")
+        if any("gl_context" in frame.filename for frame in traceback.extract_tb(e.__traceback__)):
+            # MuJoCo loads the OpenGL backend that MUJOCO_GL names when it is imported, i.e. inside gym.make.
+            fail(f"MuJoCo cannot load its OpenGL backend MUJOCO_GL={os.environ.get('MUJOCO_GL')} "
+                 f"({type(e).__name__}: {e}); install that library, or set MUJOCO_GL=disable to run without video")
         fail(f"cannot make env {args.env_id!r}: {e}")
     problem = check_spaces(probe.observation_space, probe.action_space) or check_sizes(args)
     if problem:

@@ -90,6 +90,7 @@ import pickle
 import random
 import sys
 import time
+import traceback
 from collections import deque
 from dataclasses import asdict, dataclass
 from datetime import timedelta
@@ -476,7 +477,11 @@ if __name__ == "__main__":
     # Validate everything before the first file is written.
     try:
         probe = gym.make(args.env_id)
-    except (gym.error.Error, ModuleNotFoundError, ImportError) as e:
+    except Exception as e:  # a wrong id, a missing package, a GL library MuJoCo cannot load: one line each
+        if any("gl_context" in frame.filename for frame in traceback.extract_tb(e.__traceback__)):
+            # MuJoCo loads the OpenGL backend that MUJOCO_GL names when it is imported, i.e. inside gym.make.
+            fail(f"MuJoCo cannot load its OpenGL backend MUJOCO_GL={os.environ.get('MUJOCO_GL')} "
+                 f"({type(e).__name__}: {e}); install that library, or set MUJOCO_GL=disable to run without video")
         fail(f"cannot make env {args.env_id!r}: {e}")
     problem = check_env(probe, args.env_id) or check_sizes(args, world_size)
     if problem:

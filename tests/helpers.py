@@ -13,9 +13,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 def script_env(**extra: str) -> dict:
     """The environment a test gives a script: offline, headless, and the repo root on PYTHONPATH so that
-    --env-id tests.envs:NAME-v0 resolves; `extra` adds variables."""
-    return dict(os.environ, PYTHONPATH=str(REPO), WANDB_MODE="offline", MUJOCO_GL="egl", SDL_VIDEODRIVER="dummy",
-                PYTHONWARNINGS="ignore::DeprecationWarning", **extra)
+    --env-id tests.envs:NAME-v0 resolves; `extra` adds variables or replaces these."""
+    return {**os.environ, "PYTHONPATH": str(REPO), "WANDB_MODE": "offline", "MUJOCO_GL": "egl",
+            "SDL_VIDEODRIVER": "dummy", "PYTHONWARNINGS": "ignore::DeprecationWarning", **extra}
 
 
 def run_script(script: str, *flags: str, cwd: Path, timeout: float = 600, launcher: tuple = (sys.executable,),

@@ -6,6 +6,7 @@ import ast
 import glob
 import importlib
 import importlib.metadata
+import os
 import re
 import sys
 from dataclasses import dataclass, field
@@ -260,6 +261,30 @@ def test_a_file_that_is_not_a_checkpoint_gets_one_line(tmp_path, script):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert f"{script.name}: error: cannot load checkpoint notes.pt" in result.stderr
 
+
+HIDE_LIBEGL = """
+import ctypes
+
+_open = ctypes.CDLL.__init__
+def _refuse_egl(self, name, *args, **kwargs):
+    if name and "EGL" in str(name):
+        raise OSError(f"{name}: cannot open shared object file: No such file or directory")
+    _open(self, name, *args, **kwargs)
+ctypes.CDLL.__init__ = _refuse_egl
+"""
+
+
+@by_name
+def test_mujoco_without_its_gl_library_gets_one_line(tmp_path_factory, tmp_path, script):
+    # A machine with MUJOCO_GL=egl and no libEGL (seen on a GPU machine): MuJoCo's import inside gym.make raised
+    # an AttributeError from PyOpenGL. A sitecustomize that refuses to load libEGL makes this machine one.
+    hook = tmp_path_factory.mktemp("no_libegl")
+    (hook / "sitecustomize.py").write_text(HIDE_LIBEGL)
+    result = run_script(script.name, "--env-id", "Hopper-v4", cwd=tmp_path,
+                        env={"PYTHONPATH": f"{hook}{os.pathsep}{REPO}"})
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert f"{script.name}: error: MuJoCo cannot load its OpenGL backend MUJOCO_GL=egl (AttributeError" in result.stderr
+    assert list(tmp_path.iterdir()) == []
 
 # ------------------------------------------------------------------------- inline script metadata (PEP 723)
 
