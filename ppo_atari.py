@@ -395,11 +395,11 @@ def load_checkpoint(path: str, device: torch.device):
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     saved = ckpt["args"]
     env = gym.make(saved["env_id"])
+    env.close()  # only its spaces are needed
     if check_env(env, saved["env_id"]):  # another script's checkpoint
         raise ValueError(f"it was trained on {saved['env_id']}, not an Atari game")
     agent = Agent(int(env.action_space.n))
     agent.load_state_dict(ckpt["model"])
-    env.close()
     return agent.to(device), saved
 
 
