@@ -96,8 +96,8 @@ SCRIPTS = [
                   "test_episode_statistics_add_up_every_step_of_every_env":
                   "needs tests.envs:ConstantReward-v0, not an ALE game",
                   "test_actions_reach_the_env_inside_its_own_action_space": "ALE games number their actions from 0",
-                  "need a convolutional network: use ppo_atari.py": "the message names this script itself; ppo_atari.py's own row asks "
-                                  "for 'not an Atari game'",
+                  "need a convolutional network: use ppo_atari.py":
+                  "the message names this script itself; ppo_atari.py's own row asks for 'not an Atari game'",
                   **dict.fromkeys(("needs a flat Box observation space",
                                    "needs a flat Box observation space, got Tuple"),
                                   "any env but an ALE game gets 'not an Atari game' (ppo_atari.py's own rows)")}),
