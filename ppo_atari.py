@@ -447,6 +447,15 @@ def fail(message: str):
     sys.exit(2)
 
 
+def gl_failure(e: Exception) -> str | None:
+    """The one line for a MuJoCo env whose OpenGL backend cannot load, None for any other failure. MuJoCo loads
+    the backend that MUJOCO_GL names when it is imported, i.e. inside the first gym.make of a MuJoCo env."""
+    if any("gl_context" in frame.filename for frame in traceback.extract_tb(e.__traceback__)):
+        return (f"MuJoCo cannot load its OpenGL backend MUJOCO_GL={os.environ.get('MUJOCO_GL')} "
+                f"({type(e).__name__}: {e}); install that library, or set MUJOCO_GL=disable to run without video")
+    return None
+
+
 if __name__ == "__main__":
     args = tyro.cli(Args)
     if args.torch_threads is not None:
@@ -470,6 +479,8 @@ if __name__ == "__main__":
             checkpoint = load_checkpoint(args.eval_checkpoint, device)
         except (pickle.UnpicklingError, RuntimeError, KeyError, EOFError, ValueError) as e:
             fail(f"cannot load checkpoint {args.eval_checkpoint}: {str(e).splitlines()[0]}")
+        except Exception as e:  # its env cannot be made on this machine
+            fail(gl_failure(e) or f"cannot make the env of checkpoint {args.eval_checkpoint}: {e}")
         returns = evaluate(*checkpoint, args.eval_episodes, run_name, args.capture_video, device, args.seed)
         print(f"eval: mean return {np.mean(returns):.2f} +- {np.std(returns):.2f} over {len(returns)} episodes")
         sys.exit(0)
@@ -478,11 +489,7 @@ if __name__ == "__main__":
     try:
         probe = gym.make(args.env_id)
     except Exception as e:  # a wrong id, a missing package, a GL library MuJoCo cannot load: one line each
-        if any("gl_context" in frame.filename for frame in traceback.extract_tb(e.__traceback__)):
-            # MuJoCo loads the OpenGL backend that MUJOCO_GL names when it is imported, i.e. inside gym.make.
-            fail(f"MuJoCo cannot load its OpenGL backend MUJOCO_GL={os.environ.get('MUJOCO_GL')} "
-                 f"({type(e).__name__}: {e}); install that library, or set MUJOCO_GL=disable to run without video")
-        fail(f"cannot make env {args.env_id!r}: {e}")
+        fail(gl_failure(e) or f"cannot make env {args.env_id!r}: {e}")
     problem = check_env(probe, args.env_id) or check_sizes(args, world_size)
     if problem:
         fail(problem)

@@ -84,7 +84,9 @@ SCRIPTS = [
             "losses/q_values"),
            ("--total-timesteps", "20000", "--learning-starts", "500", "--train-frequency", "1", "--buffer-size",
             "5000", "--batch-size", "64", "--target-network-frequency", "100", "--learning-rate", "1e-3"),
-           dqn_start_value),
+           dqn_start_value,
+           skips={"test_evaluating_a_mujoco_checkpoint_without_its_gl_library_gets_one_line":
+                  "MuJoCo's envs have continuous actions: no dqn.py checkpoint holds one"}),
     # Pixels: ppo_atari.py takes ALE games only, so the tests on the tiny envs of tests/envs.py cannot apply.
     # tests/test_ppo_atari.py covers that ground on real games: logged scores checked game by game against
     # the emulator's own rewards, including games cut by a frame limit.
@@ -96,6 +98,8 @@ SCRIPTS = [
                   "test_episode_statistics_add_up_every_step_of_every_env":
                   "needs tests.envs:ConstantReward-v0, not an ALE game",
                   "test_actions_reach_the_env_inside_its_own_action_space": "ALE games number their actions from 0",
+                  "test_evaluating_a_mujoco_checkpoint_without_its_gl_library_gets_one_line":
+                  "its checkpoints hold ALE games, which do not load MuJoCo",
                   "need a convolutional network: use ppo_atari.py":
                   "the message names this script itself; ppo_atari.py's own row asks for 'not an Atari game'",
                   **dict.fromkeys(("needs a flat Box observation space",
@@ -274,17 +278,39 @@ ctypes.CDLL.__init__ = _refuse_egl
 """
 
 
-@by_name
-def test_mujoco_without_its_gl_library_gets_one_line(tmp_path_factory, tmp_path, script):
-    # A machine with MUJOCO_GL=egl and no libEGL (seen on a GPU machine): MuJoCo's import inside gym.make raised
-    # an AttributeError from PyOpenGL. A sitecustomize that refuses to load libEGL makes this machine one.
+@pytest.fixture
+def without_libegl(tmp_path_factory) -> dict:
+    """The environment of a machine with MUJOCO_GL=egl and no libEGL (seen on a GPU machine), where MuJoCo's
+    import inside gym.make raised an AttributeError from PyOpenGL: a sitecustomize that refuses to load libEGL
+    makes this machine one."""
     hook = tmp_path_factory.mktemp("no_libegl")
     (hook / "sitecustomize.py").write_text(HIDE_LIBEGL)
-    result = run_script(script.name, "--env-id", "Hopper-v4", cwd=tmp_path,
-                        env={"PYTHONPATH": f"{hook}{os.pathsep}{REPO}"})
+    return {"PYTHONPATH": f"{hook}{os.pathsep}{REPO}"}
+
+
+def assert_gl_failure_line(result, script):
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert f"{script.name}: error: MuJoCo cannot load its OpenGL backend MUJOCO_GL=egl (AttributeError" in result.stderr
+
+
+@by_name
+def test_mujoco_without_its_gl_library_gets_one_line(without_libegl, tmp_path, script):
+    result = run_script(script.name, "--env-id", "Hopper-v4", cwd=tmp_path, env=without_libegl)
+    assert_gl_failure_line(result, script)
     assert list(tmp_path.iterdir()) == []
+
+
+@by_name
+def test_evaluating_a_mujoco_checkpoint_without_its_gl_library_gets_one_line(without_libegl, tmp_path, script):
+    # A checkpoint trained on one machine, filmed on another that lacks the GL library: the env is made from
+    # the checkpoint's args, past the training-time check.
+    run_ok(script.name, "--env-id", "Hopper-v4", *script.short_run, "--save-model", "--eval-episodes", "1",
+           cwd=tmp_path)
+    checkpoint = run_dir(tmp_path) / script.name.replace(".py", ".pt")
+    result = run_script(script.name, "--eval-checkpoint", str(checkpoint), "--capture-video", cwd=tmp_path,
+                        env=without_libegl)
+    assert_gl_failure_line(result, script)
+    assert not (tmp_path / "videos").exists()
 
 # ------------------------------------------------------------------------- inline script metadata (PEP 723)
 
