@@ -168,13 +168,17 @@ def run_job(job: Job, out: Path, threads: int = 1) -> Path:
     return folder
 
 
+def finished_runs(out: Path, jobs: list) -> list:
+    """(job, its episode rows) for each job whose run has finished, i.e. written its episodes.csv."""
+    paths = [(job, out / "runs" / job.name / "episodes.csv") for job in jobs]
+    return [(job, read_csv(path)) for job, path in paths if path.exists()]
+
+
 def summarize(out: Path, jobs: list) -> list:
     """Per (runner, env): mean +- std across seeds of the last-100-episode mean, final SPS, wall time."""
     groups = {}
-    for job in jobs:
-        path = out / "runs" / job.name / "episodes.csv"
-        if path.exists():
-            groups.setdefault((job.runner, job.entry), []).append((job.seed, read_csv(path)))
+    for job, rows_ in finished_runs(out, jobs):
+        groups.setdefault((job.runner, job.entry), []).append((job.seed, rows_))
     rows = []
     for (runner, entry), runs in groups.items():
         finals = [statistics.mean(r["episodic_return"] for r in rows_[-LAST_EPISODES:]) for _, rows_ in runs]
@@ -191,27 +195,25 @@ def summarize(out: Path, jobs: list) -> list:
 
 
 def plot(out: Path, jobs: list):
-    """One PNG per env: every runner's return against env steps, mean and std band across seeds."""
+    """One PNG per env with a finished run: every runner's return against env steps, mean and std band across
+    seeds."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    envs = sorted({job.entry.env_id for job in jobs})
-    for env_id in envs:
+    runs = finished_runs(out, jobs)
+    for env_id in sorted({job.entry.env_id for job, _ in runs}):
         fig, ax = plt.subplots(figsize=(6, 4))
-        for runner in sorted({job.runner for job in jobs if job.entry.env_id == env_id}):
+        for runner in sorted({job.runner for job, _ in runs if job.entry.env_id == env_id}):
             curves, budget = [], None
-            for job in jobs:
-                path = out / "runs" / job.name / "episodes.csv"
-                if job.runner == runner and job.entry.env_id == env_id and path.exists():
-                    rows, budget = read_csv(path), job.entry.budget
+            for job, rows in runs:
+                if job.runner == runner and job.entry.env_id == env_id:
+                    budget = job.entry.budget
                     steps = np.array([r["global_step"] for r in rows])
                     returns = np.array([r["episodic_return"] for r in rows])
                     smoothed = np.convolve(returns, np.ones(10) / 10, mode="valid") if len(returns) >= 10 else returns
                     curves.append((steps[len(steps) - len(smoothed):], smoothed))
-            if not curves:
-                continue
             grid = np.linspace(max(steps[0] for steps, _ in curves), budget, 200)  # where every seed has data
             values = np.array([np.interp(grid, steps, returns) for steps, returns in curves])
             mean, std = values.mean(0), values.std(0)

@@ -16,20 +16,33 @@ def test_tidy_rows_pair_each_episode_with_the_latest_sps():
     assert [r["sps"] for r in rows] == ["", 500.0, 700.0]  # no SPS logged before step 10 yet
 
 
+def finish(out, job, returns):
+    """Write the episodes.csv of a finished run of `job`: one episode per step, at 100 SPS."""
+    folder = out / "runs" / job.name
+    folder.mkdir(parents=True)
+    run.write_csv(folder / "episodes.csv", [{"global_step": i, "wall_time": i / 10, "episodic_return": r,
+                                             "sps": 100.0} for i, r in enumerate(returns)])
+
+
 def test_summary_is_the_mean_of_the_last_100_episodes_across_seeds(tmp_path):
     entry = run.Entry("ppo.py", "CartPole-v1", 1000, seeds=(1, 2))
     jobs = run.jobs_of([entry])
     for job, offset in zip(jobs, (0.0, 10.0)):
-        folder = tmp_path / "runs" / job.name
-        folder.mkdir(parents=True)
         # 150 episodes: 50 early ones at -1000 that the metric must ignore, then 100 at offset + 0..99
-        returns = [-1000.0] * 50 + [offset + i for i in range(100)]
-        run.write_csv(folder / "episodes.csv", [{"global_step": i, "wall_time": i / 10, "episodic_return": r,
-                                                 "sps": 100.0} for i, r in enumerate(returns)])
+        finish(tmp_path, job, [-1000.0] * 50 + [offset + i for i in range(100)])
     (row,) = run.summarize(tmp_path, jobs)
     assert row["mean_return"] == pytest.approx(54.5)  # seeds at 49.5 and 59.5
     assert row["std_return"] == pytest.approx(7.1, abs=0.05)
     assert row["seeds"] == "1 2" and row["final_sps"] == 100
+
+
+def test_curves_are_drawn_only_for_envs_with_a_finished_run(tmp_path):
+    pytest.importorskip("matplotlib")  # benchmark/requirements.txt
+    jobs = run.jobs_of([run.Entry("ppo.py", "CartPole-v1", 200, seeds=(1, 2), sb3=True),
+                        run.Entry("ddpg_continuous.py", "Hopper-v4", 200, seeds=(1,))])
+    finish(tmp_path, jobs[0], [float(i) for i in range(200)])  # ppo.py's seed 1; nothing else has finished
+    run.plot(tmp_path, jobs)
+    assert sorted(path.name for path in tmp_path.glob("*.png")) == ["CartPole-v1.png"]
 
 
 def test_sb3_entries_double_the_jobs_and_names_are_distinct():
