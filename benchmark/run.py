@@ -18,6 +18,7 @@ Everything lands in benchmark/results/{profile}/:
                                               of the last 100 training episodes (CleanRL's metric), final
                                               SPS and wall time
   {env}.png                                    return against env steps, mean and std band across seeds
+                                              (envs with a finished run)
 A new algorithm file joins with a new Entry in PROFILES (and, for SB3, an entry in sb3_equivalent.py).
 """
 
