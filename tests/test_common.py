@@ -312,6 +312,7 @@ def test_evaluating_a_mujoco_checkpoint_without_its_gl_library_gets_one_line(wit
     assert_gl_failure_line(result, script)
     assert not (tmp_path / "videos").exists()
 
+
 # ------------------------------------------------------------------------- inline script metadata (PEP 723)
 
 PEP_723_BLOCK = re.compile(r"(?m)^# /// (?P<type>[a-zA-Z0-9-]+)$\s(?P<content>(^#(| .*)$\s)+)^# ///$")
