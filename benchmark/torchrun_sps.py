@@ -2,14 +2,13 @@
 
 Every measurement is a fresh run in a temporary folder; the kinds alternate within each repeat (plain python,
 torchrun with N processes, torchrun with 1 process) so that a noisy machine slows them alike. A run's SPS is
-the last one its progress line printed: all processes' steps over the run's wall time. The 1-minute load
+the last charts/SPS rank 0 wrote to TensorBoard: all processes' steps over the run's wall time. The 1-minute load
 average is printed before and after each run, since other work on the machine shares the cores.
 
     python benchmark/torchrun_sps.py --steps-per-process 8192 --repeats 2
 """
 
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -19,7 +18,9 @@ from pathlib import Path
 
 import tyro
 
-SCRIPT = Path(__file__).resolve().parent.parent / "ppo_atari.py"
+REPO = Path(__file__).resolve().parent.parent
+SCRIPT = REPO / "ppo_atari.py"
+sys.path.insert(0, str(REPO))
 
 
 @dataclass
@@ -36,13 +37,17 @@ class Args:
 
 
 def measure(nproc: int, launcher: str, args: Args) -> None:
+    from tests.helpers import read_scalars, run_dir
+
     command = [sys.executable, str(SCRIPT)] if launcher == "python" else [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc), str(SCRIPT)]
     command += [*args.flags.split(), "--total-timesteps", str(args.steps_per_process * nproc)]
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as folder:
-        stdout = subprocess.run(command, cwd=folder, capture_output=True, text=True, check=True).stdout
-    sps = int(re.findall(r"\| SPS (\d+) \|", stdout)[-1])
+        run = subprocess.run(command, cwd=folder, capture_output=True, text=True)
+        if run.returncode:
+            sys.exit(f"{' '.join(command)} failed:\n{run.stderr[-3000:]}")
+        sps = int(read_scalars(run_dir(Path(folder)))["charts/SPS"][-1][1])
     print(f"{launcher:8s} processes {nproc}  steps {args.steps_per_process * nproc:7d}  SPS {sps:5d}  "
           f"load {load_before:.2f} -> {os.getloadavg()[0]:.2f}  at {time.strftime('%H:%M:%S')}", flush=True)
 
