@@ -218,7 +218,7 @@ def plot(out: Path, jobs: list):
             grid = np.linspace(max(steps[0] for steps, _ in curves), budget, 200)  # where every seed has data
             values = np.array([np.interp(grid, steps, returns) for steps, returns in curves])
             mean, std = values.mean(0), values.std(0)
-            ax.plot(grid, mean, label=f"{runner} ({len(curves)} seeds)")
+            ax.plot(grid, mean, label=f"{runner} ({len(curves)} seed{'s' if len(curves) > 1 else ''})")
             ax.fill_between(grid, mean - std, mean + std, alpha=0.2)
         ax.set(title=env_id, xlabel="env steps", ylabel="episodic return (10-episode mean)")
         ax.legend()
