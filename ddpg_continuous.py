@@ -291,10 +291,13 @@ def critic_target(rewards, terminations, next_q_target, gamma: float) -> torch.T
     return rewards + gamma * (1.0 - terminations) * next_q_target
 
 
+@torch.no_grad()
 def polyak_update(target_params: list, params: list, tau: float):
     """theta' <- tau * theta + (1 - tau) * theta' for every tensor at once. lerp(theta', theta, tau) is
     exactly theta' + tau * (theta - theta'), and the foreach form is one fused call for all the tensors
-    instead of three small operations per tensor."""
+    instead of three small operations per tensor. No autograd: an in-place op fed by weights that require
+    grad would make each target a graph node, chained to the previous one at every call (a graph that grows
+    for the whole run)."""
     torch._foreach_lerp_(target_params, params, tau)
 
 

@@ -50,12 +50,17 @@ def test_ou_noise_has_the_stationary_std_and_the_correlation_of_the_process():
     assert noise.state[[0, 2]].tolist() == [[0.0], [0.0]] and np.all(noise.state[[1, 3]] != 0)
 
 
-def test_polyak_update_matches_hand_computation():
-    targets, online = [torch.tensor([1.0, 2.0]), torch.tensor([[0.0]])], [torch.tensor([3.0, 6.0]), torch.tensor([[8.0]])]
-    ddpg_file.polyak_update(targets, online, 0.25)
-    # 0.75 * target + 0.25 * online
-    assert targets[0].tolist() == [1.5, 3.0] and targets[1].tolist() == [[2.0]]
+def test_polyak_update_matches_hand_computation_and_records_no_graph():
+    targets = [torch.tensor([1.0, 2.0]), torch.tensor([[0.0]])]
+    online = [torch.tensor([3.0, 6.0], requires_grad=True), torch.tensor([[8.0]], requires_grad=True)]
+    for _ in range(2):
+        ddpg_file.polyak_update(targets, online, 0.25)
+    # 0.75 * target + 0.25 * online, twice
+    assert targets[0].tolist() == [1.875, 3.75] and targets[1].tolist() == [[3.5]]
     assert online[0].tolist() == [3.0, 6.0], "the online network moved"
+    # The online weights require grad (they are trained); the targets must stay plain leaves, not nodes of a
+    # graph that grows by one link per update.
+    assert all(t.is_leaf and not t.requires_grad and t.grad_fn is None for t in targets)
 
 
 def test_critic_target_bootstraps_truncated_transitions_but_not_terminated_ones():
@@ -98,6 +103,7 @@ def test_one_update_regresses_on_the_targets_then_moves_actor_and_targets():
     assert actor_loss.item() == pytest.approx(-ddpg.qf(obs, before.actor(obs)).mean().item(), rel=1e-5)
     for target, online, target0 in zip(ddpg.target_params, ddpg.online_params, before.target_params):
         assert torch.allclose(target, target0 + 0.1 * (online - target0), atol=1e-7)
+        assert target.is_leaf and not target.requires_grad, "the target update recorded autograd"
 
 
 def test_check_spaces_explains_what_it_cannot_handle():
