@@ -11,6 +11,8 @@ import re
 import sys
 from dataclasses import dataclass, field
 
+import gymnasium as gym
+import numpy as np
 import pytest
 import torch
 from packaging.requirements import Requirement
@@ -20,7 +22,7 @@ import a2c
 import ddpg_continuous
 import dqn
 import ppo
-from tests.envs import CONSTANT_REWARD_LIMIT
+from tests.envs import CONSTANT_REWARD_LIMIT, COUNTING_LIMIT
 from tests.helpers import REPO, logged_numbers, read_scalars, run_dir, run_ok, run_script
 
 if sys.version_info >= (3, 11):
@@ -179,6 +181,33 @@ def test_truncated_episodes_bootstrap_to_the_infinite_horizon_value(tmp_path, sc
     value = script.start_value(str(run_dir(tmp_path) / f"{script.name[: -len('.py')]}.pt"))
     truncated_sum = (1 - gamma**CONSTANT_REWARD_LIMIT) / (1 - gamma)  # 6.5: the most "truncation = end" learns
     assert value == pytest.approx(1 / (1 - gamma), abs=0.5), f"V(s0) = {value}, truncated sum {truncated_sum:.2f}"
+
+
+# The replay-buffer scripts: a buffer of 10 transitions of Counting-v0's one-number observations.
+REPLAY_BUFFERS = {"dqn.py": lambda: dqn.ReplayBuffer(10, (1,), seed=0),
+                  "ddpg_continuous.py": lambda: ddpg_continuous.ReplayBuffer(10, (1,), 1, seed=0)}
+
+
+@pytest.mark.parametrize("name", REPLAY_BUFFERS)
+def test_episode_ends_store_the_real_final_observation_and_only_termination(name):
+    module = importlib.import_module(name[: -len(".py")])
+    rb = REPLAY_BUFFERS[name]()
+    envs = gym.vector.SyncVectorEnv([lambda: gym.make("tests.envs:Counting-v0")] * 2,
+                                    autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    obs, _ = envs.reset(seed=0)
+    # env 0 always plays 0 and is truncated at step 3; env 1 plays 1 at its second step and terminates.
+    for actions in ([0, 0], [0, 1], [0, 0]):
+        next_obs, rewards, terminations, truncations, infos = envs.step(np.array(actions))
+        stored = np.array(actions).reshape(-1, *rb.actions.shape[1:])  # DDPG stores action vectors
+        rb.add(obs, module.real_next_obs(next_obs, infos), stored, rewards, terminations)
+        obs = next_obs
+    rows = [(o[0], a, no[0], term)
+            for o, a, no, term in zip(rb.obs[:6], rb.actions.reshape(10)[:6], rb.next_obs, rb.terminations)]
+    # rows alternate env 0, env 1. Env 1 terminated at its step 2 (s' = 2, not the reset 0) and restarted.
+    assert rows[:4] == [(0, 0, 1, 0), (0, 0, 1, 0), (1, 0, 2, 0), (1, 1, 2, 1)]
+    # Env 0 was truncated at the limit: s' is its final observation 3, and the transition still bootstraps.
+    assert rows[4] == (2, 0, COUNTING_LIMIT, 0)
+    assert rows[5] == (0, 0, 1, 0)  # env 1's new episode starts from the reset observation
 
 
 @by_name

@@ -1,13 +1,11 @@
 """dqn.py: its replay buffer and TD target against hand computations, and what only dqn.py does.
 What every script shares (flags, checkpoints, errors, truncation) is tested in test_common.py."""
 
-import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 
 import dqn
-from tests.envs import COUNTING_LIMIT
 from tests.helpers import last_mean, read_scalars, run_dir, run_ok
 
 
@@ -31,24 +29,6 @@ def test_sample_has_the_network_dtypes_and_only_stored_transitions():
     assert actions.shape == (32,) and actions.dtype == torch.int64
     assert rewards.dtype == terminations.dtype == torch.float32
     assert torch.all(obs == 1) and torch.all(next_obs == 2), "sampled rows that were never written"
-
-
-def test_episode_ends_store_the_real_final_observation_and_only_termination():
-    envs = gym.vector.SyncVectorEnv([lambda: gym.make("tests.envs:Counting-v0")] * 2,
-                                    autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
-    rb = dqn.ReplayBuffer(10, (1,), seed=0)
-    obs, _ = envs.reset(seed=0)
-    # env 0 always plays 0 and is truncated at step 3; env 1 plays 1 at its second step and terminates.
-    for actions in ([0, 0], [0, 1], [0, 0]):
-        next_obs, rewards, terminations, truncations, infos = envs.step(np.array(actions))
-        rb.add(obs, dqn.real_next_obs(next_obs, infos), np.array(actions), rewards, terminations)
-        obs = next_obs
-    rows = [(o[0], a, no[0], term) for o, a, no, term in zip(rb.obs[:6], rb.actions, rb.next_obs, rb.terminations)]
-    # rows alternate env 0, env 1. Env 1 terminated at its step 2 (s' = 2, not the reset 0) and restarted.
-    assert rows[:4] == [(0, 0, 1, 0), (0, 0, 1, 0), (1, 0, 2, 0), (1, 1, 2, 1)]
-    # Env 0 was truncated at the limit: s' is its final observation 3, and the transition still bootstraps.
-    assert rows[4] == (2, 0, COUNTING_LIMIT, 0)
-    assert rows[5] == (0, 0, 1, 0)  # env 1's new episode starts from the reset observation
 
 
 def test_td_target_matches_hand_computation():
