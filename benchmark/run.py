@@ -6,7 +6,8 @@ way, where an entry asks for it), then turn their logs into tidy CSVs, a results
     python benchmark/run.py --profile full           # hours: the published budgets, 3 seeds, beside SB3
     python benchmark/run.py --profile full --report-only   # tables and plots from the runs finished so far
     python benchmark/run.py --profile full --scripts dqn.py --envs Acrobot-v1   # run only these rows
-    # one long run on both cores of a 2-core machine: SB3's DDPG on Hopper, 3 h on one thread here, 2.5 h on two
+    # one long run on both cores of a 2-core machine: SB3's DDPG on Hopper, about 3.5 h on two threads here
+    # (more than a session: started again, it resumes from its last checkpoint)
     python benchmark/run.py --profile full --scripts ddpg_continuous.py --envs Hopper-v4 --seeds 1 --side sb3 \
         --jobs 1 --threads 2
 
@@ -14,6 +15,8 @@ Everything lands in benchmark/results/{profile}/:
   runs/{runner}__{env}__{seed}/episodes.csv   one tidy CSV per finished run (global_step, wall_time,
                                               episodic_return, sps); its existence marks the run as done,
                                               so an interrupted benchmark resumes where it stopped
+  runs/{runner}__{env}__{seed}/work/           an unfinished run's files; an SB3 run's checkpoint (every
+                                              CHECKPOINT_EVERY steps), from which it resumes
   summary.csv, summary.md                      per (runner, env): mean +- std across seeds of the mean return
                                               of the last 100 training episodes (CleanRL's metric), final
                                               SPS and wall time
@@ -24,10 +27,10 @@ A new algorithm file joins with a new Entry in PROFILES (and, for SB3, an entry 
 
 import csv
 import os
+import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +44,9 @@ sys.path.insert(0, str(REPO))
 from tests.helpers import read_scalars  # noqa: E402
 
 LAST_EPISODES = 100
+CHECKPOINT_EVERY = 100_000
+"""env steps between an SB3 run's checkpoints (only runs that long write one): a run cut short, by the end of a
+session for one, resumes from its last checkpoint the next time the runner starts it"""
 
 
 @dataclass(frozen=True)
@@ -148,24 +154,27 @@ def read_csv(path: Path) -> list:
 def run_job(job: Job, out: Path, threads: int = 1) -> Path:
     """Train one (runner, env, seed) on `threads` torch threads and write its episodes.csv; return the folder."""
     folder = out / "runs" / job.name
-    folder.mkdir(parents=True, exist_ok=True)
+    work = folder / "work"  # kept when a run is cut short: an SB3 run resumes from its checkpoint there
+    if not job.sb3:  # the scripts start over
+        shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
                PYTHONWARNINGS="ignore::DeprecationWarning")
-    with tempfile.TemporaryDirectory(dir=folder) as work:
-        if job.sb3:
-            command = [sys.executable, str(REPO / "benchmark" / "sb3_train.py"), job.entry.script, job.entry.env_id,
-                       "--seed", str(job.seed), "--total-timesteps", str(job.entry.budget), "--out", "tb"]
-        else:
-            command = [sys.executable, str(REPO / job.runner), "--env-id", job.entry.env_id, "--seed", str(job.seed),
-                       "--total-timesteps", str(job.entry.budget), *job.entry.flags]
-        command += ["--torch-threads", str(threads)]  # both sides take the flag
-        result = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True)
-        (folder / "log.txt").write_text(result.stdout[-20000:] + result.stderr[-20000:])
-        if result.returncode:
-            raise RuntimeError(f"{job.name} failed (exit {result.returncode}); see {folder / 'log.txt'}")
-        logs = Path(work) / "tb" if job.sb3 else next((Path(work) / "runs").iterdir())
-        scalars = read_scalars(logs, wall_time=True)
-    write_csv(folder / "episodes.csv", tidy_rows(scalars))
+    if job.sb3:
+        command = [sys.executable, str(REPO / "benchmark" / "sb3_train.py"), job.entry.script, job.entry.env_id,
+                   "--seed", str(job.seed), "--total-timesteps", str(job.entry.budget), "--out", "tb",
+                   "--checkpoint", "checkpoint", "--checkpoint-every", str(CHECKPOINT_EVERY)]
+    else:
+        command = [sys.executable, str(REPO / job.runner), "--env-id", job.entry.env_id, "--seed", str(job.seed),
+                   "--total-timesteps", str(job.entry.budget), *job.entry.flags]
+    command += ["--torch-threads", str(threads)]  # both sides take the flag
+    result = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True)
+    (folder / "log.txt").write_text(result.stdout[-20000:] + result.stderr[-20000:])
+    if result.returncode:
+        raise RuntimeError(f"{job.name} failed (exit {result.returncode}); see {folder / 'log.txt'}")
+    logs = work / "tb" if job.sb3 else next((work / "runs").iterdir())
+    write_csv(folder / "episodes.csv", tidy_rows(read_scalars(logs, wall_time=True)))
+    shutil.rmtree(work)
     return folder
 
 

@@ -5,11 +5,20 @@ from SB3's Monitor wrapper, which sits below any normalization) and `charts/SPS`
 reads SB3's runs exactly as it reads the project's.
 
     python benchmark/sb3_train.py ppo.py CartPole-v1 --seed 1 --total-timesteps 500000 --out DIR
+
+With --checkpoint, a run that is cut short resumes: every --checkpoint-every steps the model (optimizer
+included), the replay buffer and VecNormalize's statistics are saved, and a run started again with the same
+folders continues from the last save, on fresh envs (the episode under way when the run stopped is lost).
+Its logs continue too: the scalars that the stopped run wrote after its last save are dropped, and the wall
+clock of the log skips the time the run was stopped, so SPS and wall time count training only.
 """
 
+import json
+import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 import torch
 import tyro
@@ -17,30 +26,108 @@ import tyro
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmark.sb3_equivalent import make_model  # noqa: E402
 
+STATE = "state.json"  # written last: a folder with it holds a whole checkpoint
+
+
+def save_checkpoint(model, folder: Path, clock: dict):
+    """Write everything a resumed run needs to `folder` (`clock`: the run's first start and its training time
+    so far, in seconds), replacing the previous checkpoint so that a whole one
+    exists at every moment (in `folder` or, while it is being replaced, in `folder`.old)."""
+    new, old = folder.with_name(folder.name + ".new"), folder.with_name(folder.name + ".old")
+    shutil.rmtree(new, ignore_errors=True)
+    new.mkdir(parents=True)
+    model.save(new / "model.zip")
+    if hasattr(model, "replay_buffer"):  # off-policy: the buffer is half of what has been learned
+        model.save_replay_buffer(new / "replay_buffer.pkl")
+    if model.get_vec_normalize_env() is not None:
+        model.get_vec_normalize_env().save(str(new / "vec_normalize.pkl"))
+    (new / STATE).write_text(json.dumps(dict(clock, num_timesteps=model.num_timesteps)))
+    shutil.rmtree(old, ignore_errors=True)
+    if folder.exists():
+        folder.rename(old)
+    new.rename(folder)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def latest_checkpoint(folder: Path) -> Optional[Path]:
+    """The folder of the last whole checkpoint, or None."""
+    candidates = (folder, folder.with_name(folder.name + ".old"))
+    return next((path for path in candidates if (path / STATE).exists()), None)
+
+
+def resume(model, checkpoint: Path, seed: int):
+    """`model` (fresh, with its envs) replaced by the saved one, on the same envs."""
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    env = model.get_env()
+    if model.get_vec_normalize_env() is not None:  # its running statistics are part of what was learned
+        env = VecNormalize.load(str(checkpoint / "vec_normalize.pkl"), env.venv)
+    model = type(model).load(checkpoint / "model.zip", env=env, device=model.device)
+    if hasattr(model, "replay_buffer"):
+        model.load_replay_buffer(checkpoint / "replay_buffer.pkl")
+    model._last_obs = None  # the envs are new: learn() resets them instead of stepping on from a stale state
+    model.set_random_seed(seed + model.num_timesteps)  # fresh random numbers, not a replay of the first ones
+    return model
+
 
 def main(script: str, env_id: str, /, seed: int = 1, total_timesteps: int = 100_000, out: str = "sb3_run",
-         torch_threads: int = 1):
-    """Train SB3's equivalent of SCRIPT on ENV_ID and log to OUT."""
+         torch_threads: int = 1, checkpoint: Optional[str] = None, checkpoint_every: int = 100_000):
+    """Train SB3's equivalent of SCRIPT on ENV_ID and log to OUT.
+
+    Args:
+        seed: the seed of the model and its envs.
+        total_timesteps: env steps to train for, in all.
+        out: the TensorBoard folder.
+        torch_threads: CPU threads for torch.
+        checkpoint: save to (and resume from) this folder; no checkpoints if not given.
+        checkpoint_every: env steps between checkpoints.
+    """
     from stable_baselines3.common.callbacks import BaseCallback
     from torch.utils.tensorboard import SummaryWriter
 
     torch.set_num_threads(torch_threads)
     model = make_model(script, env_id, seed)
-    writer = SummaryWriter(out)
     start = time.time()
+    first_start, elapsed_before, purge_step = start, 0.0, None
+    saved = latest_checkpoint(Path(checkpoint)) if checkpoint else None
+    if saved:
+        model = resume(model, saved, seed)
+        state = json.loads((saved / STATE).read_text())
+        first_start, elapsed_before = state["first_start"], state["elapsed"]
+        purge_step = model.num_timesteps + 1  # the scalars the stopped run wrote after its last save are dropped
+        print(f"resuming from {saved} at step {model.num_timesteps}", flush=True)
+    writer = SummaryWriter(out, purge_step=purge_step)
+
+    def elapsed() -> float:  # seconds of training, across resumptions
+        return elapsed_before + time.time() - start
+
+    def log(tag: str, value: float, step: int):
+        # the log's clock is the first start plus the training time: a pause between runs does not count
+        writer.add_scalar(tag, value, step, walltime=first_start + elapsed())
 
     class LogLikeTheScripts(BaseCallback):
+        saved_at = model.num_timesteps
+
         def _on_step(self) -> bool:
             for info in self.locals["infos"]:
                 if "episode" in info:
-                    writer.add_scalar("charts/episodic_return", info["episode"]["r"], self.num_timesteps)
-                    writer.add_scalar("charts/episodic_length", info["episode"]["l"], self.num_timesteps)
+                    log("charts/episodic_return", info["episode"]["r"], self.num_timesteps)
+                    log("charts/episodic_length", info["episode"]["l"], self.num_timesteps)
             if self.n_calls % 1000 == 0:
-                writer.add_scalar("charts/SPS", int(self.num_timesteps / (time.time() - start)), self.num_timesteps)
+                log("charts/SPS", int(self.num_timesteps / elapsed()), self.num_timesteps)
             return True
 
-    model.learn(total_timesteps=total_timesteps, callback=LogLikeTheScripts())
-    writer.add_scalar("charts/SPS", int(model.num_timesteps / (time.time() - start)), model.num_timesteps)
+        def _on_rollout_start(self):
+            # between a rollout and the next: every transition stored, every update made
+            steps = self.model.num_timesteps
+            if checkpoint and steps // checkpoint_every > self.saved_at // checkpoint_every:
+                writer.flush()  # everything logged so far is on disk before the checkpoint says so
+                save_checkpoint(self.model, Path(checkpoint), {"first_start": first_start, "elapsed": elapsed()})
+                self.saved_at = steps
+
+    model.learn(total_timesteps=max(total_timesteps - model.num_timesteps, 0), callback=LogLikeTheScripts(),
+                reset_num_timesteps=False)
+    log("charts/SPS", int(model.num_timesteps / elapsed()), model.num_timesteps)
     writer.close()
 
 
