@@ -77,3 +77,29 @@ def test_both_sides_run_on_the_threads_asked_for(tmp_path, monkeypatch, runner):
         run.run_job(job, tmp_path, threads=2)
     assert seen["command"][-2:] == ["--torch-threads", "2"]
     assert seen["env"]["OMP_NUM_THREADS"] == seen["env"]["MKL_NUM_THREADS"] == "2"
+
+
+def test_an_sb3_run_cut_short_resumes_from_its_checkpoint(tmp_path):
+    pytest.importorskip("stable_baselines3")  # benchmark/requirements.txt
+    import pickle
+    import sys
+
+    from tests.helpers import read_scalars
+
+    def train(total):  # SB3's DDPG on Pendulum (200-step episodes), a checkpoint every 400 steps
+        return subprocess.run([sys.executable, str(run.REPO / "benchmark" / "sb3_train.py"), "ddpg_continuous.py",
+                               "Pendulum-v1", "--total-timesteps", str(total), "--out", "tb", "--checkpoint", "ck",
+                               "--checkpoint-every", "400"], cwd=tmp_path, capture_output=True, text=True, check=True)
+
+    # A run stopped at step 1000 stands for one cut short after its checkpoint at 800.
+    train(1000)
+    stopped_at_1000 = read_scalars(tmp_path / "tb")["charts/episodic_return"]
+    assert "resuming" in train(1600).stdout
+    # The resumed run started from step 800: the episode the stopped run finished at step 1000 is dropped from
+    # the log, and the resumed run's own episodes follow, one per 200 steps, each logged once.
+    episodes = read_scalars(tmp_path / "tb")["charts/episodic_return"]
+    assert [step for step, _ in episodes] == list(range(200, 1601, 200))
+    assert episodes[:4] == stopped_at_1000[:4] and episodes[4] != stopped_at_1000[4]
+    # The last checkpoint, at 1200, holds every transition since the start: the buffer came back with the model.
+    with open(tmp_path / "ck" / "replay_buffer.pkl", "rb") as f:
+        assert pickle.load(f).pos == 1200
