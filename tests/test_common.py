@@ -87,7 +87,7 @@ SCRIPTS = [
            ("--total-timesteps", "20000", "--learning-starts", "500", "--train-frequency", "1", "--buffer-size",
             "5000", "--batch-size", "64", "--target-network-frequency", "100", "--learning-rate", "1e-3"),
            dqn_start_value,
-           skips={"test_evaluating_a_mujoco_checkpoint_without_its_gl_library_gets_one_line":
+           skips={"test_films_mujoco_headless_and_without_its_gl_library_gets_one_line":
                   "MuJoCo's envs have continuous actions: no dqn.py checkpoint holds one"}),
     # Pixels: ppo_atari.py takes ALE games only, so the tests on the tiny envs of tests/envs.py cannot apply.
     # tests/test_ppo_atari.py covers that ground on real games: logged scores checked game by game against
@@ -100,7 +100,7 @@ SCRIPTS = [
                   "test_episode_statistics_add_up_every_step_of_every_env":
                   "needs tests.envs:ConstantReward-v0, not an ALE game",
                   "test_actions_reach_the_env_inside_its_own_action_space": "ALE games number their actions from 0",
-                  "test_evaluating_a_mujoco_checkpoint_without_its_gl_library_gets_one_line":
+                  "test_films_mujoco_headless_and_without_its_gl_library_gets_one_line":
                   "its checkpoints hold ALE games, which do not load MuJoCo",
                   "need a convolutional network: use ppo_atari.py":
                   "the message names this script itself; ppo_atari.py's own row asks for 'not an Atari game'",
@@ -330,16 +330,19 @@ def test_mujoco_without_its_gl_library_gets_one_line(without_libegl, tmp_path, s
 
 
 @by_name
-def test_evaluating_a_mujoco_checkpoint_without_its_gl_library_gets_one_line(without_libegl, tmp_path, script):
+def test_films_mujoco_headless_and_without_its_gl_library_gets_one_line(without_libegl, tmp_path, script):
+    # With the GL library (MUJOCO_GL=egl, no display), training films MuJoCo's own frames.
+    run_ok(script.name, "--env-id", "Hopper-v4", *script.short_run, "--save-model", "--eval-episodes", "1",
+           "--capture-video", cwd=tmp_path)
+    run = run_dir(tmp_path)
+    assert glob.glob(str(tmp_path / "videos" / run.name / "*.mp4")), "no video of MuJoCo training"
     # A checkpoint trained on one machine, filmed on another that lacks the GL library: the env is made from
     # the checkpoint's args, past the training-time check.
-    run_ok(script.name, "--env-id", "Hopper-v4", *script.short_run, "--save-model", "--eval-episodes", "1",
-           cwd=tmp_path)
-    checkpoint = run_dir(tmp_path) / script.name.replace(".py", ".pt")
-    result = run_script(script.name, "--eval-checkpoint", str(checkpoint), "--capture-video", cwd=tmp_path,
-                        env=without_libegl)
+    filmed = sorted(glob.glob(str(tmp_path / "videos" / "**"), recursive=True))
+    result = run_script(script.name, "--eval-checkpoint", str(run / script.name.replace(".py", ".pt")),
+                        "--capture-video", cwd=tmp_path, env=without_libegl)
     assert_gl_failure_line(result, script)
-    assert not (tmp_path / "videos").exists()
+    assert sorted(glob.glob(str(tmp_path / "videos" / "**"), recursive=True)) == filmed, "it wrote a video"
 
 
 # ------------------------------------------------------------------------- inline script metadata (PEP 723)
