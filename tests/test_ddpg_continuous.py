@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 import ddpg_continuous as ddpg_file
-from tests.helpers import last_mean, read_scalars, run_dir, run_ok
+from tests.helpers import last_mean, logged_numbers, read_scalars, run_dir, run_ok
 
 ASYMMETRIC = gym.spaces.Box(np.array([0.0, -3.0, -10.0], np.float32), np.array([2.0, 5.0, -8.0], np.float32))
 
@@ -134,6 +134,18 @@ def test_one_gradient_step_per_env_step_summed_over_envs(tmp_path):
     scalars = read_scalars(run_dir(tmp_path))
     assert scalars["charts/SPS"][-1][0] == 1000
     assert len(scalars["losses/qf_loss"]) == 8
+
+
+def test_ou_noise_drives_exploration_once_learning_starts(tmp_path):
+    # Pendulum's episodes last 200 steps: the first is played at random before learning starts, the next two
+    # with the actor plus noise, Gaussian or OU.
+    flags = ("--env-id", "Pendulum-v1", "--total-timesteps", "600", "--learning-starts", "200", "--batch-size", "32",
+             "--buffer-size", "600", "--torch-threads", "1")
+    gaussian, ou = (logged_numbers("ddpg_continuous.py", *flags, *extra, cwd=tmp_path / name)
+                    for name, extra in (("gaussian", ()), ("ou", ("--ou-noise",))))
+    returns = gaussian["charts/episodic_return"], ou["charts/episodic_return"]
+    assert [len(r) for r in returns] == [3, 3]
+    assert returns[0][0] == returns[1][0] and returns[0][1:] != returns[1][1:]
 
 
 def test_learns_pendulum(tmp_path):
