@@ -31,8 +31,8 @@ STATE = "state.json"  # written last: a folder with it holds a whole checkpoint
 
 def save_checkpoint(model, folder: Path, clock: dict):
     """Write everything a resumed run needs to `folder` (`clock`: the run's first start and its training time
-    so far, in seconds), replacing the previous checkpoint so that a whole one
-    exists at every moment (in `folder` or, while it is being replaced, in `folder`.old)."""
+    so far, in seconds). It replaces the previous checkpoint so that a whole one exists at every moment: in
+    `folder`, or in `folder`.old while the new one is moved in."""
     new, old = folder.with_name(folder.name + ".new"), folder.with_name(folder.name + ".old")
     shutil.rmtree(new, ignore_errors=True)
     new.mkdir(parents=True)
@@ -87,8 +87,7 @@ def main(script: str, env_id: str, /, seed: int = 1, total_timesteps: int = 100_
 
     torch.set_num_threads(torch_threads)
     model = make_model(script, env_id, seed)
-    start = time.time()
-    first_start, elapsed_before, purge_step = start, 0.0, None
+    first_start, elapsed_before, purge_step = None, 0.0, None
     saved = latest_checkpoint(Path(checkpoint)) if checkpoint else None
     if saved:
         model = resume(model, saved, seed)
@@ -97,6 +96,8 @@ def main(script: str, env_id: str, /, seed: int = 1, total_timesteps: int = 100_
         purge_step = model.num_timesteps + 1  # the scalars the stopped run wrote after its last save are dropped
         print(f"resuming from {saved} at step {model.num_timesteps}", flush=True)
     writer = SummaryWriter(out, purge_step=purge_step)
+    start = time.time()
+    first_start = first_start or start
 
     def elapsed() -> float:  # seconds of training, across resumptions
         return elapsed_before + time.time() - start
