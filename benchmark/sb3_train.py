@@ -9,8 +9,9 @@ reads SB3's runs exactly as it reads the project's.
 With --checkpoint, a run that is cut short resumes: every --checkpoint-every steps the model (optimizer
 included), the replay buffer and VecNormalize's statistics are saved, and a run started again with the same
 folders continues from the last save, on fresh envs (the episode under way when the run stopped is lost).
-Its logs continue too: the scalars that the stopped run wrote after its last save are dropped, and the wall
-clock of the log skips the time the run was stopped, so SPS and wall time count training only.
+Its logs continue too: the scalars that the stopped run wrote after its last save are dropped (all of them if
+it stopped before its first save), and the wall clock of the log skips the time the run was stopped, so SPS and
+wall time count training only.
 """
 
 import json
@@ -87,7 +88,9 @@ def main(script: str, env_id: str, /, seed: int = 1, total_timesteps: int = 100_
 
     torch.set_num_threads(torch_threads)
     model = make_model(script, env_id, seed)
-    first_start, elapsed_before, purge_step = None, 0.0, None
+    # purge_step 0: a run that starts from scratch replaces whatever was logged in `out` before (by an earlier
+    # start that stopped before its first checkpoint, say)
+    first_start, elapsed_before, purge_step = None, 0.0, 0
     saved = latest_checkpoint(Path(checkpoint)) if checkpoint else None
     if saved:
         model = resume(model, saved, seed)

@@ -1,6 +1,7 @@
 """The benchmark runner's bookkeeping: tidy rows from logs, CleanRL's final-return metric, resumption."""
 
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -79,22 +80,28 @@ def test_both_sides_run_on_the_threads_asked_for(tmp_path, monkeypatch, runner):
     assert seen["env"]["OMP_NUM_THREADS"] == seen["env"]["MKL_NUM_THREADS"] == "2"
 
 
-def test_an_sb3_run_cut_short_resumes_from_its_checkpoint(tmp_path):
-    pytest.importorskip("stable_baselines3")  # benchmark/requirements.txt
-    import pickle
+def train_sb3_ddpg_on_pendulum(folder: Path, total: int) -> str:
+    """SB3's DDPG on Pendulum (200-step episodes), a checkpoint every 400 steps, in `folder`; its stdout."""
     import sys
+
+    pytest.importorskip("stable_baselines3")  # benchmark/requirements.txt
+    return subprocess.run([sys.executable, str(run.REPO / "benchmark" / "sb3_train.py"), "ddpg_continuous.py",
+                           "Pendulum-v1", "--total-timesteps", str(total), "--out", "tb", "--checkpoint", "ck",
+                           "--checkpoint-every", "400"], cwd=folder, capture_output=True, text=True, check=True).stdout
+
+
+def test_an_sb3_run_cut_short_resumes_from_its_checkpoint(tmp_path):
+    import pickle
 
     from tests.helpers import read_scalars
 
-    def train(total):  # SB3's DDPG on Pendulum (200-step episodes), a checkpoint every 400 steps
-        return subprocess.run([sys.executable, str(run.REPO / "benchmark" / "sb3_train.py"), "ddpg_continuous.py",
-                               "Pendulum-v1", "--total-timesteps", str(total), "--out", "tb", "--checkpoint", "ck",
-                               "--checkpoint-every", "400"], cwd=tmp_path, capture_output=True, text=True, check=True)
+    def train(total):
+        return train_sb3_ddpg_on_pendulum(tmp_path, total)
 
     # A run stopped at step 1000 stands for one cut short after its checkpoint at 800.
     train(1000)
     stopped_at_1000 = read_scalars(tmp_path / "tb")["charts/episodic_return"]
-    assert "resuming" in train(1600).stdout
+    assert "resuming" in train(1600)
     # The resumed run started from step 800: the episode the stopped run finished at step 1000 is dropped from
     # the log, and the resumed run's own episodes follow, one per 200 steps, each logged once.
     episodes = read_scalars(tmp_path / "tb")["charts/episodic_return"]
@@ -103,3 +110,12 @@ def test_an_sb3_run_cut_short_resumes_from_its_checkpoint(tmp_path):
     # The last checkpoint, at 1200, holds every transition since the start: the buffer came back with the model.
     with open(tmp_path / "ck" / "replay_buffer.pkl", "rb") as f:
         assert pickle.load(f).pos == 1200
+
+
+def test_an_sb3_run_cut_short_before_its_first_checkpoint_starts_over_with_a_clean_log(tmp_path):
+    from tests.helpers import read_scalars
+
+    train_sb3_ddpg_on_pendulum(tmp_path, 300)  # stopped before the checkpoint at 400: nothing to resume
+    assert "resuming" not in train_sb3_ddpg_on_pendulum(tmp_path, 600)
+    # The first start's episode at step 200 is not logged twice: the new run's log replaces it.
+    assert [step for step, _ in read_scalars(tmp_path / "tb")["charts/episodic_return"]] == [200, 400, 600]
