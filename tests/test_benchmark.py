@@ -1,6 +1,7 @@
 """The benchmark runner's bookkeeping: tidy rows from logs, CleanRL's final-return metric, resumption."""
 
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -82,8 +83,6 @@ def test_both_sides_run_on_the_threads_asked_for(tmp_path, monkeypatch, runner):
 
 def train_sb3_ddpg_on_pendulum(folder: Path, total: int) -> str:
     """SB3's DDPG on Pendulum (200-step episodes), a checkpoint every 400 steps, in `folder`; its stdout."""
-    import sys
-
     pytest.importorskip("stable_baselines3")  # benchmark/requirements.txt
     return subprocess.run([sys.executable, str(run.REPO / "benchmark" / "sb3_train.py"), "ddpg_continuous.py",
                            "Pendulum-v1", "--total-timesteps", str(total), "--out", "tb", "--checkpoint", "ck",
@@ -95,13 +94,10 @@ def test_an_sb3_run_cut_short_resumes_from_its_checkpoint(tmp_path):
 
     from tests.helpers import read_scalars
 
-    def train(total):
-        return train_sb3_ddpg_on_pendulum(tmp_path, total)
-
     # A run stopped at step 1000 stands for one cut short after its checkpoint at 800.
-    train(1000)
+    train_sb3_ddpg_on_pendulum(tmp_path, 1000)
     stopped_at_1000 = read_scalars(tmp_path / "tb")["charts/episodic_return"]
-    assert "resuming" in train(1600)
+    assert "resuming" in train_sb3_ddpg_on_pendulum(tmp_path, 1600)
     # The resumed run started from step 800: the episode the stopped run finished at step 1000 is dropped from
     # the log, and the resumed run's own episodes follow, one per 200 steps, each logged once.
     episodes = read_scalars(tmp_path / "tb")["charts/episodic_return"]
