@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from benchmark import run
+from tests.helpers import read_scalars
 
 
 def test_tidy_rows_pair_each_episode_with_the_latest_sps():
@@ -92,8 +93,6 @@ def train_sb3_ddpg_on_pendulum(folder: Path, total: int) -> str:
 def test_an_sb3_run_cut_short_resumes_from_its_checkpoint(tmp_path):
     import pickle
 
-    from tests.helpers import read_scalars
-
     # A run stopped at step 1000 stands for one cut short after its checkpoint at 800.
     train_sb3_ddpg_on_pendulum(tmp_path, 1000)
     stopped_at_1000 = read_scalars(tmp_path / "tb")["charts/episodic_return"]
@@ -109,8 +108,6 @@ def test_an_sb3_run_cut_short_resumes_from_its_checkpoint(tmp_path):
 
 
 def test_an_sb3_run_cut_short_before_its_first_checkpoint_starts_over_with_a_clean_log(tmp_path):
-    from tests.helpers import read_scalars
-
     train_sb3_ddpg_on_pendulum(tmp_path, 300)  # stopped before the checkpoint at 400: nothing to resume
     assert "resuming" not in train_sb3_ddpg_on_pendulum(tmp_path, 600)
     # The first start's episode at step 200 is not logged twice: the new run's log replaces it.
