@@ -256,8 +256,11 @@ FRAME_SKIP = 4
 def make_env(env_id: str, idx: int, capture_video: bool, run_name: str):
     def thunk():
         # frameskip=1: the emulator renders every frame and AtariPreprocessing skips them (ALE/*-v5 ids would
-        # otherwise skip 4 themselves, 16 in all). Sticky actions stay as the id sets them.
-        env = gym.make(env_id, frameskip=1, render_mode="rgb_array" if capture_video and idx == 0 else None)
+        # otherwise skip 4 themselves, 16 in all). Sticky actions stay as the id sets them. obs_type="grayscale":
+        # AtariPreprocessing reads the screen itself, so the env's own per-frame copy of it is waste; in gray it
+        # is a third the size of RGB (8 envs stepped 8% faster here). Videos still film render()'s RGB screen.
+        env = gym.make(env_id, frameskip=1, obs_type="grayscale",
+                       render_mode="rgb_array" if capture_video and idx == 0 else None)
         # a-c. Up to 30 no-ops on reset; frame skip 4 with a max over the last two frames; 84x84 grayscale.
         # terminal_on_life_loss stays off: the env would then be *reset* after each life (a new game); the
         # training loop ends learning episodes at a lost life instead, and the game goes on.
@@ -325,7 +328,8 @@ class Agent(nn.Module):
         """The trunk's 512 features of a batch of uint8 frame stacks (N, 4, 84, 84)."""
         # The input goes into the weights' layout here, once: left in NCHW, the first convolution converts it
         # itself, in the forward pass and again in the backward pass (a tenth of an update, two CPU threads).
-        return self.network((x / 255.0).contiguous(memory_format=torch.channels_last))
+        # The bytes are reordered before scaling: a quarter of the memory to move as floats would be.
+        return self.network(x.contiguous(memory_format=torch.channels_last) / 255.0)
 
     def get_value(self, x: torch.Tensor) -> torch.Tensor:
         return self.critic(self.hidden(x)).squeeze(-1)
