@@ -11,7 +11,7 @@ import torch
 
 import ppo_atari
 from tests.atari_envs import games_in
-from tests.helpers import read_scalars, run_dir, run_ok, run_script
+from tests.helpers import logged_numbers, read_scalars, run_dir, run_ok, run_script
 
 
 def breakout(env_id="BreakoutNoFrameskip-v4"):
@@ -140,6 +140,13 @@ def test_pong_smoke_and_its_checkpoint_loads_onto_any_device(tmp_path):
     agent, saved = ppo_atari.load_checkpoint(str(run / "ppo_atari.pt"), torch.device("meta"))
     assert saved["env_id"] == "PongNoFrameskip-v4" and agent.actor.out_features == 6
     assert {p.device.type for p in agent.parameters()} == {"meta"}
+
+
+def test_async_envs_step_the_same_games_in_subprocesses(tmp_path):
+    flags = ("--num-envs", "2", "--num-steps", "128", "--total-timesteps", "1024", "--update-epochs", "1")
+    in_process = logged_numbers("ppo_atari.py", *flags, cwd=tmp_path / "sync")
+    assert in_process["charts/episodic_return"]  # some games ended, so the comparison covers episode ends
+    assert logged_numbers("ppo_atari.py", *flags, "--async-envs", cwd=tmp_path / "async") == in_process
 
 
 def test_another_scripts_checkpoint_gets_one_line(tmp_path):
