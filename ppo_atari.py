@@ -140,8 +140,10 @@ class Args:
     """if toggled, step the envs in subprocesses (gymnasium's AsyncVectorEnv), for machines with cores to spare.
     Measured on this project's shared 2-core machine (default settings, one torch thread, 5120 steps, two
     alternating runs): 101 and 64 SPS against 106 and 73 without it, 5-12% slower: there, the network's update
-    leaves no core idle. On a GPU machine with 16 cores (H200, 10240 steps, one run each): 1679 SPS against 944
-    without it, since there the emulator is most of the step"""
+    leaves no core idle. On a quiet 2-core host (10240 steps, two alternating runs): the same with one torch thread
+    (393 and 401 SPS against 387 and 415), 11% slower with torch's two (527 and 529 against 608 and 590). On a GPU
+    machine with 16 cores (H200, 10240 steps, one run each): 1679 SPS against 944 without it, since there the
+    emulator is most of the step"""
     dist_timeout: float = 300.0
     """torchrun only: seconds a process waits for the others (to join, or at a gradient exchange) before it
     stops with an error, so that a dead or stuck process or a wrong rendezvous fails instead of hanging"""
