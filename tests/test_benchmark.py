@@ -1,5 +1,6 @@
 """The benchmark runner's bookkeeping: tidy rows from logs, CleanRL's final-return metric, resumption."""
 
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -91,8 +92,6 @@ def train_sb3_ddpg_on_pendulum(folder: Path, total: int) -> str:
 
 
 def test_an_sb3_run_cut_short_resumes_from_its_checkpoint(tmp_path):
-    import pickle
-
     # A run stopped at step 1000 stands for one cut short after its checkpoint at 800.
     train_sb3_ddpg_on_pendulum(tmp_path, 1000)
     stopped_at_1000 = read_scalars(tmp_path / "tb")["charts/episodic_return"]
