@@ -4,7 +4,9 @@ throughput.py's whole-loop SPS this shows how much of a training step is the upd
 
     python benchmark/update_speed.py --env-id Hopper-v4 --threads 1 2 --steps 2000 --repeats 3
 
-Each (threads, repeat) is a fresh process, threads alternating within a repeat.
+Each (threads, repeat) is a fresh process, threads alternating within a repeat. Each also times the matrix
+products of one update alone (the exact calls, operands and layouts, recorded while an update ran, then replayed
+back to back): the arithmetic floor no change to the update's Python or bookkeeping can go below.
 """
 
 import json
@@ -15,16 +17,36 @@ import time
 from pathlib import Path
 from typing import Optional
 
+import torch
 import tyro
+from torch.utils._python_dispatch import TorchDispatchMode
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 
-def measure(env_id: str, steps: int, threads: int, policy_frequency: int, batch_size: int) -> float:
+class RecordProducts(TorchDispatchMode):
+    """Records every matrix product (aten mm and addmm) that runs under it, with copies of its operands that keep
+    their strides (a weight enters `linear` transposed), so that the products can be replayed alone."""
+
+    PRODUCTS = (torch.ops.aten.mm.default, torch.ops.aten.addmm.default)
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func in self.PRODUCTS:
+            copies = [torch.empty_strided(a.shape, a.stride(), dtype=a.dtype).copy_(a) if isinstance(a, torch.Tensor)
+                      else a for a in args]
+            self.calls.append((func, copies, kwargs or {}))
+        return func(*args, **(kwargs or {}))
+
+
+def measure(env_id: str, steps: int, threads: int, policy_frequency: int, batch_size: int) -> dict:
+    """Updates per second, and how many updates per second the update's matrix products alone would allow."""
     import gymnasium as gym
     import numpy as np
-    import torch
 
     import ddpg_continuous as ddpg_file
 
@@ -46,7 +68,22 @@ def measure(env_id: str, steps: int, threads: int, policy_frequency: int, batch_
     start = time.perf_counter()
     for i in range(1, steps + 1):
         ddpg.update(*rb.sample(batch_size, device), 0.99, 0.005, i % policy_frequency == 0)
-    return steps / (time.perf_counter() - start)
+    updates_per_s = steps / (time.perf_counter() - start)
+
+    # The products of `policy_frequency` consecutive updates (one of which updates the actor), replayed.
+    with RecordProducts() as recorder:
+        for i in range(1, policy_frequency + 1):
+            ddpg.update(*rb.sample(batch_size, device), 0.99, 0.005, i % policy_frequency == 0)
+    rounds = max(steps // policy_frequency, 1)
+    for _ in range(10):
+        for func, operands, kwargs in recorder.calls:
+            func(*operands, **kwargs)
+    start = time.perf_counter()
+    for _ in range(rounds):
+        for func, operands, kwargs in recorder.calls:
+            func(*operands, **kwargs)
+    return {"steps_per_s": updates_per_s, "products_only_steps_per_s": rounds * policy_frequency /
+            (time.perf_counter() - start), "products_per_step": len(recorder.calls) / policy_frequency}
 
 
 def main(env_id: str = "Hopper-v4", threads: tuple[int, ...] = (1, 2), steps: int = 2000, repeats: int = 3,
@@ -64,9 +101,9 @@ def main(env_id: str = "Hopper-v4", threads: tuple[int, ...] = (1, 2), steps: in
         worker: internal: measure once with this many threads and print the result.
     """
     if worker is not None:
-        print(json.dumps({"steps_per_s": measure(env_id, steps, worker, policy_frequency, batch_size)}))
+        print(json.dumps(measure(env_id, steps, worker, policy_frequency, batch_size)))
         return
-    results = {t: [] for t in threads}
+    results, products = {t: [] for t in threads}, {t: [] for t in threads}
     for repeat in range(repeats):
         for t in threads:
             out_ = subprocess.run([sys.executable, __file__, "--env-id", env_id, "--steps", str(steps),
@@ -74,15 +111,21 @@ def main(env_id: str = "Hopper-v4", threads: tuple[int, ...] = (1, 2), steps: in
                                    "--worker", str(t)], capture_output=True, text=True)
             if out_.returncode:
                 sys.exit(out_.stderr[-3000:])
-            results[t].append(json.loads(out_.stdout.strip().splitlines()[-1])["steps_per_s"])
-            print(f"repeat {repeat + 1}/{repeats}, {t} thread(s): {results[t][-1]:.0f} updates/s", flush=True)
+            measured = json.loads(out_.stdout.strip().splitlines()[-1])
+            results[t].append(measured["steps_per_s"])
+            products[t].append(measured["products_only_steps_per_s"])
+            print(f"repeat {repeat + 1}/{repeats}, {t} thread(s): {results[t][-1]:.0f} updates/s; its "
+                  f"{measured['products_per_step']:.0f} matrix products alone: {products[t][-1]:.0f} per s", flush=True)
     medians = {t: statistics.median(v) for t, v in results.items()}
-    print(" | ".join(f"{t} thread(s): {m:.0f} updates/s" for t, m in medians.items()) + " (medians)")
+    products_medians = {t: statistics.median(v) for t, v in products.items()}
+    print(" | ".join(f"{t} thread(s): {medians[t]:.0f} updates/s, products alone {products_medians[t]:.0f}/s "
+                     f"(the update runs at {medians[t] / products_medians[t]:.0%} of its products' speed)"
+                     for t in threads) + " (medians)")
     if out:
         Path(out).write_text(json.dumps({"env_id": env_id, "policy_frequency": policy_frequency,
                                          "batch_size": batch_size, "steps": steps, "measurements": results,
-                                         "medians": medians}, indent=2))
-
+                                         "medians": medians, "products_only": products,
+                                         "products_only_medians": products_medians}, indent=2))
 
 if __name__ == "__main__":
     tyro.cli(main)

@@ -1,13 +1,17 @@
-"""The benchmark runner's bookkeeping: tidy rows from logs, CleanRL's final-return metric, resumption."""
+"""The benchmark runner's bookkeeping: tidy rows from logs, CleanRL's final-return metric, resumption; what
+update_speed.py replays."""
 
 import pickle
 import subprocess
 import sys
 from pathlib import Path
 
+import gymnasium as gym
 import pytest
+import torch
 
-from benchmark import run
+import ddpg_continuous
+from benchmark import run, update_speed
 from tests.helpers import read_scalars
 
 
@@ -111,3 +115,19 @@ def test_an_sb3_run_cut_short_before_its_first_checkpoint_starts_over_with_a_cle
     assert "resuming" not in train_sb3_ddpg_on_pendulum(tmp_path, 600)
     # The first start's episode at step 200 is not logged twice: the new run's log replaces it.
     assert [step for step, _ in read_scalars(tmp_path / "tb")["charts/episodic_return"]] == [200, 400, 600]
+
+
+def test_update_speed_records_each_matrix_product_of_a_ddpg_update():
+    # An update with the actor step (Pendulum's sizes: 3 observations, 1 action): 15 products forward, five passes
+    # through three layers (the target actor and critic, the critic, the actor, the critic on the actor's
+    # actions), and 13 backward (the critic's 5; 3 through the frozen critic and 5 in the actor). Ten of them
+    # multiply two 256x256 matrices. An update without the actor step has 9 + 5.
+    ddpg = ddpg_continuous.DDPG(3, gym.spaces.Box(-2.0, 2.0, (1,)), 3e-4, torch.device("cpu"))
+    batch = (torch.randn(256, 3), torch.rand(256, 1), torch.randn(256), torch.randn(256, 3), torch.zeros(256))
+    with update_speed.RecordProducts() as recorder:
+        ddpg.update(*batch, 0.99, 0.005, True)
+    assert len(recorder.calls) == 28
+    assert sum(all(m.shape == (256, 256) for m in operands[-2:]) for _, operands, _ in recorder.calls) == 10
+    measured = update_speed.measure("Pendulum-v1", steps=4, threads=torch.get_num_threads(), policy_frequency=2,
+                                    batch_size=256)
+    assert measured["products_per_step"] == (28 + 14) / 2  # policy_frequency 2: the actor every second update
