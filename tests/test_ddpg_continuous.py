@@ -1,6 +1,6 @@
 """ddpg_continuous.py: the action mapping, the noise, the target and Polyak updates against hand computations,
-one gradient step's wiring, and learning. What every script shares (flags, checkpoints, errors, truncation) is
-tested in test_common.py."""
+sampling from the replay buffer, one gradient step's wiring, and learning. What every script shares (flags,
+checkpoints, errors, truncation) is tested in test_common.py."""
 
 import copy
 
@@ -61,6 +61,20 @@ def test_polyak_update_matches_hand_computation_and_records_no_graph():
     # The online weights require grad (they are trained); the targets must stay plain leaves, not nodes of a
     # graph that grows by one link per update.
     assert all(t.is_leaf and not t.requires_grad and t.grad_fn is None for t in targets)
+
+
+def test_sample_returns_whole_stored_transitions_as_float32():
+    rb = ddpg_file.ReplayBuffer(100, (2,), 2, seed=0)
+    n = np.arange(10, dtype=np.float64)  # transition i: s = (i, i), s' = s + 0.5, a = (i, -i), r = i, terminated i odd
+    rb.add(np.stack([n, n], 1), np.stack([n, n], 1) + 0.5, np.stack([n, -n], 1), n, n % 2)
+    obs, actions, rewards, next_obs, terminations = rb.sample(64, torch.device("cpu"))
+    assert all(t.dtype == torch.float32 for t in (obs, actions, rewards, next_obs, terminations))
+    assert obs.shape == next_obs.shape == actions.shape == (64, 2) and rewards.shape == terminations.shape == (64,)
+    i = obs[:, 0]
+    assert torch.all(i < 10) and len(set(i.tolist())) > 1, "sampled rows that were never written"
+    # Each field of a sampled row belongs to the same transition.
+    assert torch.equal(obs[:, 1], i) and torch.equal(next_obs, obs + 0.5) and torch.equal(actions[:, 1], -i)
+    assert torch.equal(actions[:, 0], i) and torch.equal(rewards, i) and torch.equal(terminations, i % 2)
 
 
 def test_critic_target_bootstraps_truncated_transitions_but_not_terminated_ones():
