@@ -127,5 +127,6 @@ def main(env_id: str = "Hopper-v4", threads: tuple[int, ...] = (1, 2), steps: in
                                          "medians": medians, "products_only": products,
                                          "products_only_medians": products_medians}, indent=2))
 
+
 if __name__ == "__main__":
     tyro.cli(main)
