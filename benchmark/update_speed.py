@@ -61,30 +61,35 @@ def measure(env_id: str, steps: int, threads: int, policy_frequency: int, batch_
         rb.add(rng.standard_normal((n, obs_dim)), rng.standard_normal((n, obs_dim)),
                rng.uniform(env.action_space.low, env.action_space.high, (n, action_dim)),
                rng.standard_normal(n), rng.random(n) < 0.01)
-    ddpg = ddpg_file.DDPG(obs_dim, env.action_space, 3e-4, torch.device("cpu"))
     device = torch.device("cpu")
-    for i in range(50):  # warm-up: allocator, optimizer state
-        ddpg.update(*rb.sample(batch_size, device), 0.99, 0.005, i % policy_frequency == 0)
-    start = time.perf_counter()
-    for i in range(1, steps + 1):
-        ddpg.update(*rb.sample(batch_size, device), 0.99, 0.005, i % policy_frequency == 0)
-    updates_per_s = steps / (time.perf_counter() - start)
+    ddpg = ddpg_file.DDPG(obs_dim, env.action_space, 3e-4, device)
 
-    # The products of `policy_frequency` consecutive updates (one of which updates the actor), replayed.
+    def update(i: int):  # the i-th gradient step; the actor's every policy_frequency-th
+        ddpg.update(*rb.sample(batch_size, device), 0.99, 0.005, i % policy_frequency == 0)
+
+    def timed(run, count: int) -> float:
+        """Seconds that `count` calls of run(i), i = 1..count, take."""
+        start = time.perf_counter()
+        for i in range(1, count + 1):
+            run(i)
+        return time.perf_counter() - start
+
+    timed(update, 50)  # warm-up: allocator, optimizer state
+    updates_per_s = steps / timed(update, steps)
+
+    # The products of `policy_frequency` consecutive updates (the last of which updates the actor), replayed.
     with RecordProducts() as recorder:
-        for i in range(1, policy_frequency + 1):
-            ddpg.update(*rb.sample(batch_size, device), 0.99, 0.005, i % policy_frequency == 0)
-    rounds = max(steps // policy_frequency, 1)
-    for _ in range(10):
-        for func, operands, kwargs in recorder.calls:
-            func(*operands, **kwargs)
-    start = time.perf_counter()
-    for _ in range(rounds):
-        for func, operands, kwargs in recorder.calls:
-            func(*operands, **kwargs)
-    return {"steps_per_s": updates_per_s, "products_only_steps_per_s": rounds * policy_frequency /
-            (time.perf_counter() - start), "products_per_step": len(recorder.calls) / policy_frequency}
+        timed(update, policy_frequency)
 
+    def replay(_):
+        for func, operands, kwargs in recorder.calls:
+            func(*operands, **kwargs)
+
+    rounds = max(steps // policy_frequency, 1)
+    timed(replay, 10)
+    return {"steps_per_s": updates_per_s,
+            "products_only_steps_per_s": rounds * policy_frequency / timed(replay, rounds),
+            "products_per_step": len(recorder.calls) / policy_frequency}
 
 def main(env_id: str = "Hopper-v4", threads: tuple[int, ...] = (1, 2), steps: int = 2000, repeats: int = 3,
          policy_frequency: int = 1, batch_size: int = 256, out: Optional[str] = None, worker: Optional[int] = None):
