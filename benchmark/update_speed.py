@@ -91,6 +91,7 @@ def measure(env_id: str, steps: int, threads: int, policy_frequency: int, batch_
             "products_only_steps_per_s": rounds * policy_frequency / timed(replay, rounds),
             "products_per_step": len(recorder.calls) / policy_frequency}
 
+
 def main(env_id: str = "Hopper-v4", threads: tuple[int, ...] = (1, 2), steps: int = 2000, repeats: int = 3,
          policy_frequency: int = 1, batch_size: int = 256, out: Optional[str] = None, worker: Optional[int] = None):
     """Measure update steps per second for each torch thread count.
