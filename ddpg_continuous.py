@@ -26,7 +26,7 @@ the critic Q(s, a) (Silver et al. 2014's deterministic policy gradient). Each en
   3. After `learning_starts`, one gradient step per env step, each on a minibatch sampled from the buffer:
      a. critic: regress Q(s, a) on the target
             y = r + gamma * (1 - terminated) * Q'(s', mu'(s')),
-        where Q' and mu' are target copies of the critic and the actor (the paper's eq. 5-6);
+        where Q' and mu' are target copies of the critic and the actor (the paper's eq. 4-5);
      b. actor, every `policy_frequency`-th gradient step, against the critic just updated: ascend Q(s, mu(s))
         by the chain rule dQ/da * dmu/dtheta (the deterministic policy gradient, the paper's eq. 6);
      c. with the actor, move both target networks towards the online ones by Polyak averaging,
@@ -38,7 +38,8 @@ half-range (asymmetric bounds included), so the same network serves Pendulum's [
 
 The defaults are CleanRL's ddpg_continuous_action.py, whose published MuJoCo results this file is compared
 with. CleanRL's file follows the DDPG that Fujimoto et al. 2018 (TD3, https://arxiv.org/abs/1802.09477) re-tuned
-as a baseline ("Our DDPG", which scored well above the original settings on MuJoCo in their Table 1). Where the
+as a baseline ("Our DDPG"; these are the defaults of OurDDPG.py in their code). In their Table 1 it scored well
+above the original settings on HalfCheetah and Walker2d, and a little below them on Hopper and Ant. Where the
 defaults differ from the paper:
   - one learning rate, 3e-4, for both networks (paper: 1e-4 actor, 1e-3 critic with L2 weight decay 1e-2);
   - 256-256 ReLU networks that take (s, a) at the critic's input, default initialization (paper: 400-300, a
@@ -59,7 +60,7 @@ transition joins the last observation of one episode to the first of the next.
 Usage:
     python ddpg_continuous.py                                   # Hopper-v4 with CleanRL's defaults
     python ddpg_continuous.py --env-id Pendulum-v1 --total-timesteps 20000 --learning-starts 1000
-    python ddpg_continuous.py --env-id HalfCheetah-v4 --ou-noise --policy-frequency 1   # the paper's DDPG
+    python ddpg_continuous.py --env-id HalfCheetah-v4 --ou-noise --policy-frequency 1   # OU noise, actor each step
     python ddpg_continuous.py --save-model --capture-video --track
     python ddpg_continuous.py --eval-checkpoint runs/RUN/ddpg_continuous.pt --capture-video
     python ddpg_continuous.py --help                            # every flag
@@ -120,7 +121,8 @@ class Args:
     total_timesteps: int = 1_000_000
     """total env steps of the experiment, summed over envs"""
     learning_rate: float = 3e-4
-    """the learning rate of both optimizers (paper: 1e-4 actor, 1e-3 critic)"""
+    """the learning rate of both optimizers (paper: 1e-4 actor, 1e-3 critic; one rate for both is the TD3
+    authors' re-tuned DDPG, which CleanRL follows)"""
     num_envs: int = 1
     """the number of parallel game environments (each iteration takes one step in each)"""
     buffer_size: int = 1_000_000
@@ -128,15 +130,19 @@ class Args:
     gamma: float = 0.99
     """the discount factor gamma"""
     tau: float = 0.005
-    """the target networks' Polyak averaging rate (paper: 0.001)"""
+    """the target networks' Polyak averaging rate (paper: 0.001; the TD3 authors' re-tuning moves the targets
+    5 times faster)"""
     batch_size: int = 256
-    """the batch size of sample from the replay memory (paper: 64)"""
+    """the batch size of sample from the replay memory (paper: 64; 256 is the TD3 authors' re-tuning)"""
     exploration_noise: float = 0.1
-    """the std of the Gaussian exploration noise, in half-ranges of each action dimension (paper: OU noise)"""
+    """the std of the Gaussian exploration noise, in half-ranges of each action dimension (paper: OU noise;
+    the TD3 authors found uncorrelated Gaussian noise works as well on MuJoCo)"""
     learning_starts: int = 25_000
-    """env steps of uniformly random actions before the first gradient step (the paper describes none)"""
+    """env steps of uniformly random actions before the first gradient step (the paper describes none; the TD3
+    authors' 25k: the first updates see varied actions, not those of an untrained actor)"""
     policy_frequency: int = 2
-    """update the actor and the targets every this many gradient steps (CleanRL's 2, from TD3; paper: 1)"""
+    """update the actor and the targets every this many gradient steps (paper: 1; CleanRL's 2 is TD3's delayed
+    policy update: the actor follows a critic whose error has had steps to settle)"""
     ou_noise: bool = False
     """if toggled, explore with the paper's Ornstein-Uhlenbeck noise instead of Gaussian noise"""
     ou_theta: float = 0.15

@@ -109,8 +109,18 @@ class CountingEnv(gym.Env):
         return np.array([self.t], np.float32), float(self.t), bool(action == 1), False, {}
 
 
+class CountingBoxEnv(CountingEnv):
+    """Counting-v0 with a Box action: a first component above 0 terminates the episode, as action 1 does there."""
+
+    action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+    def step(self, action):
+        return super().step(int(action[0] > 0))
+
+
 COUNTING_LIMIT = 3
 gym.register("Counting-v0", entry_point=CountingEnv, max_episode_steps=COUNTING_LIMIT)
+gym.register("CountingBox-v0", entry_point=CountingBoxEnv, max_episode_steps=COUNTING_LIMIT)
 
 
 # FrozenLake without the slippery ice: every action does what it says, so the greedy policy of a learned

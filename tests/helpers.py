@@ -2,10 +2,12 @@
 
 import glob
 import os
+import runpy
 import subprocess
 import sys
 from pathlib import Path
 
+import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 REPO = Path(__file__).resolve().parent.parent
@@ -32,6 +34,21 @@ def run_ok(script: str, *flags: str, cwd: Path, **kwargs) -> subprocess.Complete
     assert result.returncode == 0, (f"{script} {' '.join(flags)} failed:\n{result.stdout[-3000:]}\n"
                                     f"{result.stderr[-5000:]}")
     return result
+
+
+def run_in_process(script: str, *flags: str, cwd: Path, monkeypatch) -> dict:
+    """Run `python SCRIPT FLAGS...` inside this process (in `cwd`, offline) and return the script's globals when it
+    ends: the training loop's own objects (its replay buffer, its noise process, its last step's variables), which a
+    test can inspect where a separate process would only leave logs. The torch thread count is restored after."""
+    monkeypatch.chdir(cwd)
+    monkeypatch.setattr(sys, "argv", [str(REPO / script), *flags])
+    for name, value in script_env().items():
+        monkeypatch.setenv(name, value)
+    threads = torch.get_num_threads()
+    try:
+        return runpy.run_path(str(REPO / script), run_name="__main__")
+    finally:
+        torch.set_num_threads(threads)
 
 
 def run_dir(cwd: Path) -> Path:

@@ -23,7 +23,7 @@ import ddpg_continuous
 import dqn
 import ppo
 from tests.envs import CONSTANT_REWARD_LIMIT, COUNTING_LIMIT
-from tests.helpers import REPO, logged_numbers, read_scalars, run_dir, run_ok, run_script
+from tests.helpers import REPO, logged_numbers, read_scalars, run_dir, run_in_process, run_ok, run_script
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -107,12 +107,13 @@ SCRIPTS = [
                   **dict.fromkeys(("needs a flat Box observation space",
                                    "needs a flat Box observation space, got Tuple"),
                                   "any env but an ALE game gets 'not an Atari game' (ppo_atari.py's own rows)")}),
+    # One torch thread: this script's default is one per core, and the suite runs a test per core.
     Script("ddpg_continuous.py", ("--total-timesteps", "2000", "--learning-starts", "1800", "--buffer-size", "2000",
-                                  "--batch-size", "32"),
+                                  "--batch-size", "32", "--torch-threads", "1"),
            ("charts/episodic_return", "charts/episodic_length", "charts/SPS", "losses/qf_loss", "losses/qf_values",
             "losses/actor_loss"),
            ("--total-timesteps", "3000", "--learning-starts", "200", "--buffer-size", "3000", "--batch-size", "64",
-            "--learning-rate", "1e-3", "--tau", "0.05"),
+            "--learning-rate", "1e-3", "--tau", "0.05", "--torch-threads", "1"),
            ddpg_start_value, env_id="Pendulum-v1", constant_reward_env="tests.envs:ConstantRewardBox-v0",
            strict_actions_env="tests.envs:AsymmetricBounds-v0"),
     Script("a2c.py", ("--total-timesteps", "2000"),
@@ -208,6 +209,31 @@ def test_episode_ends_store_the_real_final_observation_and_only_termination(name
     # Env 0 was truncated at the limit: s' is its final observation 3, and the transition still bootstraps.
     assert rows[4] == (2, 0, COUNTING_LIMIT, 0)
     assert rows[5] == (0, 0, 1, 0)  # env 1's new episode starts from the reset observation
+
+
+# A run of each replay-buffer script on a Counting env with 4 envs: 400 random steps, then 200 of learning.
+COUNTING_RUNS = {"dqn.py": ("tests.envs:Counting-v0", ("--learning-starts", "400", "--batch-size", "32")),
+                 "ddpg_continuous.py": ("tests.envs:CountingBox-v0", ("--learning-starts", "400", "--batch-size",
+                                                                      "32", "--torch-threads", "1"))}
+
+
+@pytest.mark.parametrize("name", COUNTING_RUNS)
+def test_the_training_loop_stores_real_final_observations_and_only_termination(tmp_path, monkeypatch, name):
+    # Counting's observation is the step count, so every stored transition must read s' = s + 1, including
+    # those that end an episode: with the reset observation 0 as s' a time-limit cut would read s' = 0.
+    env_id, flags = COUNTING_RUNS[name]
+    loop = run_in_process(name, "--env-id", env_id, "--num-envs", "4", "--total-timesteps", "600",
+                          "--buffer-size", "1000", *flags, cwd=tmp_path, monkeypatch=monkeypatch)
+    rb = loop["rb"]
+    obs, next_obs, terminated = rb.obs[: rb.count, 0], rb.next_obs[: rb.count, 0], rb.terminations[: rb.count]
+    actions = rb.actions[: rb.count].reshape(rb.count, -1)[:, 0]
+    assert rb.count == 600 and np.array_equal(next_obs, obs + 1)
+    # Terminated exactly where the action ended the episode (action 1, or a first component above 0).
+    assert np.array_equal(terminated, (actions > 0).astype(np.float32))
+    # Cut by the time limit: stored as not terminated, with the final observation COUNTING_LIMIT as s'.
+    truncated = (next_obs == COUNTING_LIMIT) & (terminated == 0)
+    assert truncated.sum() > 10 and terminated.sum() > 10
+    assert obs.max() == COUNTING_LIMIT - 1, "a stored s is an episode's final observation: two episodes joined"
 
 
 @by_name

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 import ddpg_continuous as ddpg_file
-from tests.helpers import last_mean, logged_numbers, read_scalars, run_dir, run_ok
+from tests.helpers import last_mean, read_scalars, run_dir, run_in_process, run_ok
 
 ASYMMETRIC = gym.spaces.Box(np.array([0.0, -3.0, -10.0], np.float32), np.array([2.0, 5.0, -8.0], np.float32))
 
@@ -113,8 +113,12 @@ def test_one_update_regresses_on_the_targets_then_moves_actor_and_targets():
     for p, g in zip(ddpg.qf.parameters(), critic_grads):
         assert torch.allclose(p.grad, g, atol=1e-6), "the actor step changed the critic's gradients"
         assert p.requires_grad
-    # The actor's loss was taken against the critic *after* its step.
-    assert actor_loss.item() == pytest.approx(-ddpg.qf(obs, before.actor(obs)).mean().item(), rel=1e-5)
+    # The actor's loss was taken against the critic *after* its step, and the actor stepped on its gradient.
+    actor_objective = -ddpg.qf(obs, before.actor(obs)).mean()
+    assert actor_loss.item() == pytest.approx(actor_objective.item(), rel=1e-5)
+    actor_grads = torch.autograd.grad(actor_objective, list(before.actor.parameters()))
+    for p, p0, g in zip(ddpg.actor.parameters(), before.actor.parameters(), actor_grads):
+        assert torch.allclose(p.grad, g, atol=1e-6) and not torch.equal(p, p0), "the actor did not step"
     for target, online, target0 in zip(ddpg.target_params, ddpg.online_params, before.target_params):
         assert torch.allclose(target, target0 + 0.1 * (online - target0), atol=1e-7)
         assert target.is_leaf and not target.requires_grad, "the target update recorded autograd"
@@ -150,16 +154,55 @@ def test_one_gradient_step_per_env_step_summed_over_envs(tmp_path):
     assert len(scalars["losses/qf_loss"]) == 8
 
 
-def test_ou_noise_drives_exploration_once_learning_starts(tmp_path):
-    # Pendulum's episodes last 200 steps: the first is played at random before learning starts, the next two
-    # with the actor plus noise, Gaussian or OU.
-    flags = ("--env-id", "Pendulum-v1", "--total-timesteps", "600", "--learning-starts", "200", "--batch-size", "32",
-             "--buffer-size", "600", "--torch-threads", "1")
-    gaussian, ou = (logged_numbers("ddpg_continuous.py", *flags, *extra, cwd=tmp_path / name)
-                    for name, extra in (("gaussian", ()), ("ou", ("--ou-noise",))))
-    returns = gaussian["charts/episodic_return"], ou["charts/episodic_return"]
-    assert [len(r) for r in returns] == [3, 3]
-    assert returns[0][0] == returns[1][0] and returns[0][1:] != returns[1][1:]
+def exploration_noise(tmp_path, monkeypatch, env_id: str, *flags: str):
+    """Train 1200 steps with 4 envs (200 of them random) at a learning rate too small to move the actor, and return
+    the loop's globals and the noise in each action stored after learning started, (sent action - mu(s)) / half-range,
+    NaN where the action was clipped to a bound."""
+    loop = run_in_process("ddpg_continuous.py", "--env-id", env_id, "--num-envs", "4", "--total-timesteps", "1200",
+                          "--learning-starts", "200", "--learning-rate", "1e-9", "--batch-size", "32",
+                          "--buffer-size", "1200", "--torch-threads", "1", *flags, cwd=tmp_path,
+                          monkeypatch=monkeypatch)
+    rb, space = loop["rb"], loop["action_space"]
+    with torch.no_grad():
+        mu = loop["ddpg"].actor(torch.from_numpy(rb.obs[200:])).numpy()
+    actions = rb.actions[200:]
+    noise = (actions - mu) / loop["half_range"]
+    return loop, np.where((actions == space.low) | (actions == space.high), np.nan, noise)
+
+
+def test_gaussian_noise_is_scaled_by_each_dimensions_half_range(tmp_path, monkeypatch):
+    # AsymmetricBounds-v0's half-ranges are 1, 4 and 1: noise of std 0.1 half-ranges is 0.1, 0.4 and 0.1 wide.
+    loop, noise = exploration_noise(tmp_path, monkeypatch, "tests.envs:AsymmetricBounds-v0",
+                                    "--exploration-noise", "0.1")
+    assert np.isnan(noise).mean() < 0.01
+    assert np.nanstd(noise, axis=0) == pytest.approx([0.1, 0.1, 0.1], rel=0.15)
+    assert np.all(np.abs(np.nanmean(noise, axis=0)) < 0.03)
+    # The 200 warm-up actions are uniform over the whole box, whatever the actor says: std = range / sqrt(12).
+    warm_up = loop["rb"].actions[:200]
+    assert np.std(warm_up, axis=0) == pytest.approx([2 / 12**0.5, 8 / 12**0.5, 2 / 12**0.5], rel=0.15)
+
+
+def test_ou_noise_is_correlated_in_time_and_restarts_with_each_envs_episode(tmp_path, monkeypatch):
+    # CountingBox-v0 observes its step count (0, 1, 2) and ends when the action is above 0, so episodes end at
+    # different steps in different envs. Each step of the 4 envs is a block of 4 rows, env 0 first.
+    loop, noise = exploration_noise(tmp_path, monkeypatch, "tests.envs:CountingBox-v0", "--ou-noise")
+    noise, obs = noise[:, 0], loop["rb"].obs[200:, 0]
+    decay, step_std = np.exp(-0.15), 0.2 * np.sqrt((1 - np.exp(-0.3)) / 0.3)  # one step of theta 0.15, sigma 0.2
+    # Each episode's first step (s = 0) draws from a process restarted at 0: one step's std, 0.19, where a process
+    # left running would have grown towards sigma / sqrt(2 theta) = 0.37.
+    first = noise[obs == 0]
+    assert np.nanstd(first) == pytest.approx(step_std, rel=0.2)
+    # An episode's second step continues its first step's noise: x2 = decay * x1 + fresh noise, so regressed on
+    # x1, x2 has slope decay (0.86), where independent draws would have slope 0. (Episodes that reach a second
+    # step are those whose first action was not above 0, a selection on x1 that leaves the slope unbiased.)
+    starts = np.flatnonzero((obs[:-4] == 0) & (obs[4:] == 1))
+    x1, x2 = noise[starts], noise[starts + 4]
+    kept = ~np.isnan(x1) & ~np.isnan(x2)
+    assert kept.sum() > 100 and np.polyfit(x1[kept], x2[kept], 1)[0] == pytest.approx(decay, abs=0.25)
+    # After the last step, exactly the envs whose episode ended then have their process back at 0.
+    ended = np.isin(np.arange(4), loop["dones"])
+    assert ended.any() and not ended.all(), "this seed's last step no longer ends some episodes and not others"
+    assert np.array_equal(loop["ou"].state[:, 0] == 0, ended)
 
 
 def test_learns_pendulum(tmp_path):
