@@ -405,6 +405,9 @@ def load_checkpoint(path: str, device: torch.device):
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     saved = ckpt["args"]
     env = make_env(saved["env_id"], 0, False, "")()
+    problem = check_spaces(env.observation_space, env.action_space)
+    if problem:  # another script's checkpoint
+        raise ValueError(f"it was trained on {saved['env_id']}: {problem}")
     agent = Agent(env.observation_space.shape[0], env.action_space)
     agent.load_state_dict(ckpt["model"])
     obs_norm = ObsNormalizer(env.observation_space.shape, saved["obs_clip"], saved["norm_obs"])
@@ -465,7 +468,7 @@ if __name__ == "__main__":
         run_name = f"{Path(args.eval_checkpoint).stem}-eval__{int(time.time())}"
         try:
             checkpoint = load_checkpoint(args.eval_checkpoint, device)
-        except (pickle.UnpicklingError, RuntimeError, KeyError, EOFError) as e:
+        except (pickle.UnpicklingError, RuntimeError, KeyError, EOFError, ValueError) as e:
             fail(f"cannot load checkpoint {args.eval_checkpoint}: {str(e).splitlines()[0]}")
         except Exception as e:  # its env cannot be made on this machine
             fail(gl_failure(e) or f"cannot make the env of checkpoint {args.eval_checkpoint}: {e}")

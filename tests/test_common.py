@@ -52,6 +52,8 @@ class Script:
     strict_actions_env: str = "tests.envs:ShiftedActions-v0"
     """an env with an unusual action space (Discrete(2, start=-1); asymmetric Box bounds) that fails on any
     action outside it"""
+    foreign_env: str = "tests.envs:MultiDiscreteAction-v0"
+    """an env whose spaces the script refuses: a checkpoint trained on it is another script's"""
 
 
 def agent_start_value(module):
@@ -86,7 +88,7 @@ SCRIPTS = [
             "losses/q_values"),
            ("--total-timesteps", "20000", "--learning-starts", "500", "--train-frequency", "1", "--buffer-size",
             "5000", "--batch-size", "64", "--target-network-frequency", "100", "--learning-rate", "1e-3"),
-           dqn_start_value,
+           dqn_start_value, foreign_env="Pendulum-v1",
            skips={"test_films_mujoco_headless_and_without_its_gl_library_gets_one_line":
                   "MuJoCo's envs have continuous actions: no dqn.py checkpoint holds one"}),
     # Pixels: ppo_atari.py takes ALE games only, so the tests on the tiny envs of tests/envs.py cannot apply.
@@ -94,7 +96,7 @@ SCRIPTS = [
     # the emulator's own rewards, including games cut by a frame limit.
     Script("ppo_atari.py", ("--num-envs", "4", "--num-steps", "128", "--total-timesteps", "3072",
                             "--update-epochs", "1", "--num-minibatches", "2"), PPO_TAGS,
-           (), None, env_id="BreakoutNoFrameskip-v4",
+           (), None, env_id="BreakoutNoFrameskip-v4", foreign_env="CartPole-v1",
            skips={"test_truncated_episodes_bootstrap_to_the_infinite_horizon_value":
                   "needs tests.envs:ConstantReward-v0, not an ALE game",
                   "test_episode_statistics_add_up_every_step_of_every_env":
@@ -115,7 +117,7 @@ SCRIPTS = [
            ("--total-timesteps", "3000", "--learning-starts", "200", "--buffer-size", "3000", "--batch-size", "64",
             "--learning-rate", "1e-3", "--tau", "0.05", "--torch-threads", "1"),
            ddpg_start_value, env_id="Pendulum-v1", constant_reward_env="tests.envs:ConstantRewardBox-v0",
-           strict_actions_env="tests.envs:AsymmetricBounds-v0"),
+           strict_actions_env="tests.envs:AsymmetricBounds-v0", foreign_env="CartPole-v1"),
     Script("a2c.py", ("--total-timesteps", "2000"),
            ("charts/episodic_return", "charts/episodic_length", "charts/SPS", "charts/learning_rate",
             "losses/value_loss", "losses/policy_loss", "losses/entropy", "losses/explained_variance"),
@@ -319,6 +321,16 @@ def test_a_file_that_is_not_a_checkpoint_gets_one_line(tmp_path, script):
     result = run_script(script.name, "--eval-checkpoint", "notes.pt", cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert f"{script.name}: error: cannot load checkpoint notes.pt" in result.stderr
+
+
+@by_name
+def test_another_scripts_checkpoint_gets_one_line_naming_its_env(tmp_path, script):
+    # Only the env id matters: the script makes the checkpoint's env, and refuses it before reading any weights.
+    torch.save({"args": {"env_id": script.foreign_env}}, tmp_path / "other.pt")
+    result = run_script(script.name, "--eval-checkpoint", "other.pt", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert f"{script.name}: error: cannot load checkpoint other.pt: it was trained on {script.foreign_env}" in \
+        result.stderr, result.stderr
 
 
 HIDE_LIBEGL = """
