@@ -261,8 +261,9 @@ class ReplayBuffer:
 
 class Actor(nn.Module):
     """mu(s): a 256-256 ReLU MLP whose tanh output is mapped onto the action bounds, dimension by dimension:
-    action = center + half_range * tanh(.), so tanh's -1 and 1 are the low and high bounds. The layers are
-    called one by one rather than through nn.Sequential: each module call costs microseconds."""
+    action = center + half_range * tanh(.), so tanh's -1 and 1 are the low and high bounds (up to float32
+    rounding, e.g. -0.30000004 for a bound of -0.3: the loop clips what it sends). The layers are called one by
+    one rather than through nn.Sequential: each module call costs microseconds."""
 
     def __init__(self, obs_dim: int, action_space: gym.spaces.Box):
         super().__init__()
