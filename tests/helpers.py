@@ -40,6 +40,7 @@ def run_in_process(script: str, *flags: str, cwd: Path, monkeypatch) -> dict:
     """Run `python SCRIPT FLAGS...` inside this process (in `cwd`, offline) and return the script's globals when it
     ends: the training loop's own objects (its replay buffer, its noise process, its last step's variables), which a
     test can inspect where a separate process would only leave logs. The torch thread count is restored after."""
+    cwd.mkdir(parents=True, exist_ok=True)
     monkeypatch.chdir(cwd)
     monkeypatch.setattr(sys, "argv", [str(REPO / script), *flags])
     for name, value in script_env().items():

@@ -1,12 +1,13 @@
-"""dqn.py: its replay buffer and TD target against hand computations, and what only dqn.py does.
-What every script shares (flags, checkpoints, errors, truncation) is tested in test_common.py."""
+"""dqn.py: its replay buffer and TD target against hand computations, its training loop read back from a run in
+the test's process (gradient steps, target updates, the loss, epsilon, the saved network), and what only dqn.py
+does. What every script shares (flags, checkpoints, errors, truncation) is tested in test_common.py."""
 
 import numpy as np
 import pytest
 import torch
 
 import dqn
-from tests.helpers import last_mean, read_scalars, run_dir, run_ok
+from tests.helpers import last_mean, read_scalars, run_dir, run_in_process, run_ok
 
 
 def test_buffer_wraps_around_overwriting_the_oldest_transitions():
@@ -29,6 +30,13 @@ def test_sample_has_the_network_dtypes_and_only_stored_transitions():
     assert actions.shape == (32,) and actions.dtype == torch.int64
     assert rewards.dtype == terminations.dtype == torch.float32
     assert torch.all(obs == 1) and torch.all(next_obs == 2), "sampled rows that were never written"
+
+
+def test_sample_draws_every_stored_row_the_newest_included():
+    rb = dqn.ReplayBuffer(100, (1,), seed=0)
+    rb.add(np.arange(4.0)[:, None], np.zeros((4, 1)), np.zeros(4, np.int64), np.zeros(4), np.zeros(4))
+    obs = rb.sample(1000, torch.device("cpu"))[0]
+    assert sorted(set(obs[:, 0].tolist())) == [0.0, 1.0, 2.0, 3.0]
 
 
 def test_td_target_matches_hand_computation():
@@ -62,6 +70,83 @@ def test_steps_are_counted_across_envs(tmp_path):
     scalars = read_scalars(run_dir(tmp_path))
     assert scalars["charts/SPS"][-1][0] == 4000
     assert len(scalars["losses/td_loss"]) == 3
+
+
+def test_the_loop_trains_moves_its_target_and_saves_as_configured(tmp_path, monkeypatch):
+    # 8 envs and a gradient step per 2 env steps: 4 gradient steps per iteration, and 4 multiples of the target
+    # frequency 2 crossed, each a Polyak step of 0.5.
+    rates = []
+    lerp = torch._foreach_lerp_
+    monkeypatch.setattr(torch, "_foreach_lerp_", lambda *a: (rates.append(a[2]), lerp(*a)))
+    loop = run_in_process("dqn.py", "--env-id", "tests.envs:Counting-v0", "--num-envs", "8", "--total-timesteps",
+                          "800", "--learning-starts", "400", "--train-frequency", "2", "--tau", "0.5",
+                          "--target-network-frequency", "2", "--exploration-fraction", "0.5", "--buffer-size",
+                          "1000", "--batch-size", "32", "--save-model", "--eval-episodes", "1", cwd=tmp_path,
+                          monkeypatch=monkeypatch)
+    assert loop["gradient_steps"] == (800 - 400) // 2
+    assert rates == pytest.approx([1 - 0.5**4] * 100)
+    # The loss is the mean squared TD error of the last minibatch.
+    assert loop["loss"].item() == pytest.approx(((loop["q_values"] - loop["target"]) ** 2).mean().item())
+    # Epsilon decays over the first half of the run, as logged.
+    for step, epsilon in read_scalars(run_dir(tmp_path))["charts/epsilon"]:
+        assert epsilon == pytest.approx(dqn.linear_schedule(1.0, 0.05, 400, step), abs=1e-6)
+    # The checkpoint holds the online network, not its target (a Polyak step behind it).
+    saved = torch.load(run_dir(tmp_path) / "dqn.pt", weights_only=True)["model"]
+    assert all(torch.equal(saved[k], v) for k, v in loop["q_network"].state_dict().items())
+    assert not all(torch.equal(saved[k], v) for k, v in loop["target_network"].state_dict().items())
+
+
+@pytest.mark.parametrize("double_q", [False, True], ids=["dqn", "double-dqn"])
+def test_the_td_target_bootstraps_from_the_target_network(tmp_path, monkeypatch, double_q):
+    # ConstantReward-v0 pays 1 forever. With the target network never refreshed, every TD target is
+    # 1 + gamma * Q_target(s0, a') for the initial Q_target, so both actions' values converge to that number, not
+    # to the 1 / (1 - gamma) = 10 that bootstrapping from the online network would climb towards.
+    loop = run_in_process("dqn.py", "--env-id", "tests.envs:ConstantReward-v0", "--gamma", "0.9",
+                          "--total-timesteps", "3000", "--learning-starts", "200", "--train-frequency", "1",
+                          "--target-network-frequency", "100000", "--learning-rate", "1e-3", "--batch-size", "64",
+                          "--buffer-size", "3000", *(["--double-q"] if double_q else []), cwd=tmp_path,
+                          monkeypatch=monkeypatch)
+    with torch.no_grad():
+        q, q_target = loop["q_network"](torch.zeros(1, 1))[0], loop["target_network"](torch.zeros(1, 1))[0]
+    if not double_q:  # a' maximizes Q_target
+        assert q.tolist() == pytest.approx([1 + 0.9 * q_target.max().item()] * 2, abs=0.05)
+        return
+    # Double DQN: a' is the online network's choice, so the target lies between the two actions' targets...
+    assert all(1 + 0.9 * q_target.min() - 0.05 <= v <= 1 + 0.9 * q_target.max() + 0.05 for v in q.tolist())
+    # ...and the last minibatch chose a' with the online network (one optimizer step ago), not with the target.
+    with torch.no_grad():
+        online, target = loop["q_network"](loop["b_next_obs"]), loop["target_network"](loop["b_next_obs"])
+    chooser = loop["next_q_online"]
+    assert (chooser - online).abs().max() < 0.1 * (chooser - target).abs().max()
+
+
+def test_exploration_follows_epsilon_and_the_seed(tmp_path, monkeypatch):
+    # No learning (learning starts after the run). Epsilon 0: every stored action is the network's greedy one.
+    flags = ("--env-id", "tests.envs:Counting-v0", "--num-envs", "2", "--total-timesteps", "200",
+             "--learning-starts", "200", "--buffer-size", "200")
+    greedy = run_in_process("dqn.py", *flags, "--start-e", "0", "--end-e", "0", cwd=tmp_path / "greedy",
+                            monkeypatch=monkeypatch)
+    rb = greedy["rb"]
+    with torch.no_grad():
+        best = greedy["q_network"](torch.from_numpy(rb.obs)).argmax(1).numpy()
+    assert np.array_equal(rb.actions, best)
+    # Epsilon 1: the actions are random, and another seed draws other ones.
+    actions = []
+    for seed in ("1", "2"):
+        loop = run_in_process("dqn.py", *flags, "--start-e", "1", "--end-e", "1", "--seed", seed,
+                              cwd=tmp_path / seed, monkeypatch=monkeypatch)
+        actions.append(loop["rb"].actions.copy())
+    assert 0.3 < actions[0].mean() < 0.7 and not np.array_equal(actions[0], actions[1])
+
+
+def test_evaluation_sends_the_greedy_action_in_the_envs_own_numbering():
+    # ShiftedActions-v0 numbers its actions -1 and 0 and fails on any other; the network prefers its second.
+    q_network = dqn.QNetwork(1, 2)
+    with torch.no_grad():
+        q_network.fc3.bias.copy_(torch.tensor([0.0, 100.0]))
+    returns = dqn.evaluate(q_network, {"env_id": "tests.envs:ShiftedActions-v0"}, 2, "", False,
+                           torch.device("cpu"), 1)
+    assert returns == [10.0, 10.0]
 
 
 def test_solves_cartpole(tmp_path):
