@@ -1,7 +1,8 @@
 """a2c.py: its math against hand computations, what only a2c.py does (n-step advantages, RMSprop's one
-gradient step per rollout, learning with the zoo's presets), and its own copies of the helpers it shares with
-ppo.py. What every script shares (flags, checkpoints,
-errors, truncation) is tested in test_common.py."""
+gradient step per rollout, learning with the zoo's presets), its training loop read back from runs in the test's
+process (bootstrap values, loss weights, clipping, optimizer settings), and its own copies of the helpers it
+shares with ppo.py. What every script shares (flags, checkpoints, errors, truncation) is tested in
+test_common.py."""
 
 import gymnasium as gym
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 import torch
 
 import a2c
-from tests.helpers import last_mean, read_scalars, run_dir, run_ok
+from tests.helpers import last_mean, read_scalars, run_dir, run_in_process, run_ok
 
 # ---------------------------------------------------------------------------------------------- the math
 
@@ -27,6 +28,10 @@ def test_n_step_advantages_match_hand_computation_with_termination_and_truncatio
     # R4 = 5 + 0.9*3 = 7.7 (the rollout ends: bootstrap from V of the next observation)
     assert returns[:, 0].tolist() == pytest.approx([2.8, 2.0, 14.7, 13.0, 7.7])
     assert advantages[:, 0].tolist() == pytest.approx([2.3, 1.0, 13.2, 11.0, 5.2])
+    # lambda = 0.5: A_t = delta_t + 0.45 * A_{t+1} within an episode, the TD errors being 1.4, 1, 3.3, 11, 5.2:
+    # A2 = 3.3 + 0.45 * 11 = 8.25, A0 = 1.4 + 0.45 * 1 = 1.85, and A1, A3, A4 end their episode or the rollout.
+    advantages, _ = a2c.compute_gae(rewards, values, next_values, terminations, dones, 0.9, 0.5)
+    assert advantages[:, 0].tolist() == pytest.approx([1.85, 1.0, 8.25, 11.0, 5.2])
 
 
 def test_lambda_one_gives_the_discounted_rewards_plus_the_discounted_last_value():
@@ -98,6 +103,13 @@ def test_written_out_log_probabilities_and_entropies_match_torch_distributions()
     torch.testing.assert_close(entropy, reference.entropy().sum(-1))
 
 
+def test_reward_scaler_restarts_each_envs_return_at_its_episode_end():
+    scaler = a2c.RewardScaler(2, 0.5, 10.0, True)
+    scaler(np.array([1.0, 1.0]), np.array([True, False]))
+    scaler(np.array([2.0, 2.0]), np.array([False, False]))
+    assert scaler.returns.tolist() == [2.0, 2.5]  # env 0 starts again from its new reward; env 1 goes on
+
+
 def test_value_loss_is_the_mean_squared_error():
     assert a2c.value_loss(torch.tensor([2.0, 0.0, 1.0]), torch.tensor([3.0, 0.0, -1.0])).item() == pytest.approx(5 / 3)
 
@@ -138,6 +150,48 @@ def test_checkpoint_loads_on_the_cpu_whatever_the_target_device(tmp_path):
     assert {p.device.type for p in agent.parameters()} == {"meta"} and saved["norm_obs"]
     assert isinstance(obs_norm.rms.mean, np.ndarray) and obs_norm.rms.count > 400
     np.testing.assert_array_equal(obs_norm.rms.var, cpu_norm.rms.var)
+
+
+def test_the_loop_bootstraps_cut_episodes_from_their_normalized_final_observation(tmp_path, monkeypatch):
+    # Counting-v0 observes its step count and is cut at 3 (action 1 ends it earlier), so V(final obs) = V(3) differs
+    # from V of the next episode's first observation 0. 8 envs x 5 steps x 10 rollouts, observations normalized,
+    # a learning rate too small to move the network after the last rollout's values were taken. (The statistics
+    # move a little within the rollout, hence the tolerance.)
+    max_norms = []
+    clip = torch.nn.utils.clip_grad_norm_
+    def recording_clip(params, max_norm, **kwargs):
+        max_norms.append(max_norm)
+        return clip(params, max_norm, **kwargs)
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", recording_clip)
+    loop = run_in_process("a2c.py", "--env-id", "tests.envs:Counting-v0", "--total-timesteps", "400", "--norm-obs",
+                          "True", "--learning-rate", "1e-9", "--ent-coef", "0.01", "--vf-coef", "0.25",
+                          "--max-grad-norm", "0.7", cwd=tmp_path, monkeypatch=monkeypatch)
+    dones, next_values = loop["dones"].astype(bool), loop["next_values"]
+    cut = dones & ~loop["terminations"].astype(bool)
+    final_obs = loop["obs_norm"](np.array([[3.0]], np.float32), update=False)
+    with torch.no_grad():
+        final_value = loop["agent"].get_value(torch.as_tensor(final_obs, dtype=torch.float32)).item()
+    assert cut.sum() >= 2 and next_values[cut] == pytest.approx([final_value] * cut.sum(), abs=3e-3)
+    # Within an episode, the next value is the value of the next stored observation.
+    assert np.array_equal(next_values[:-1][~dones[:-1]], loop["values"][1:][~dones[:-1]])
+    # The loss weighs its terms by the flags, the gradient is clipped at --max-grad-norm every update, and the
+    # optimizer is RMSprop with the A3C paper's decay 0.99 and SB3's eps 1e-5, at the constant learning rate.
+    assert loop["loss"].item() == pytest.approx(
+        (loop["pg_loss"] - 0.01 * loop["entropy_loss"] + 0.25 * loop["v_loss"]).item())
+    assert max_norms == [0.7] * 10
+    optimizer = loop["optimizer"]
+    assert isinstance(optimizer, torch.optim.RMSprop) and optimizer.defaults["alpha"] == 0.99
+    assert optimizer.defaults["eps"] == 1e-5 and optimizer.param_groups[0]["lr"] == 1e-9
+
+
+def test_adam_and_the_annealed_learning_rate(tmp_path, monkeypatch):
+    # 2 rollouts of 40 steps: the second's learning rate is half the initial one.
+    loop = run_in_process("a2c.py", "--total-timesteps", "80", "--optimizer", "adam", "--anneal-lr", cwd=tmp_path,
+                          monkeypatch=monkeypatch)
+    optimizer = loop["optimizer"]
+    assert isinstance(optimizer, torch.optim.Adam) and optimizer.defaults["eps"] == 1e-5
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(7e-4 / 2)
 
 
 def test_discrete_observations_are_one_hot_encoded(tmp_path):
