@@ -159,6 +159,7 @@ def test_the_loop_bootstraps_cut_episodes_from_their_normalized_final_observatio
     # move a little within the rollout, hence the tolerance.)
     max_norms = []
     clip = torch.nn.utils.clip_grad_norm_
+
     def recording_clip(params, max_norm, **kwargs):
         max_norms.append(max_norm)
         return clip(params, max_norm, **kwargs)
