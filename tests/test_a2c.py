@@ -195,6 +195,22 @@ def test_adam_and_the_annealed_learning_rate(tmp_path, monkeypatch):
     assert optimizer.param_groups[0]["lr"] == pytest.approx(7e-4 / 2)
 
 
+def test_evaluation_acts_greedily_on_normalized_observations():
+    # A policy that ends Counting-v0's episode (action 1) where its input is positive. On observations normalized
+    # with mean 1.5 it goes on at steps 0 and 1 and ends at step 2, return 1 + 2 + 3 = 6; on raw observations it
+    # would end at step 1 (return 3), and sampled actions would end some episodes early.
+    agent = a2c.Agent(1, gym.spaces.Discrete(2))
+    agent.actor = torch.nn.Linear(1, 2)  # logits (0, x)
+    with torch.no_grad():
+        agent.actor.weight.copy_(torch.tensor([[0.0], [1.0]]))
+        agent.actor.bias.zero_()
+    obs_norm = a2c.ObsNormalizer((1,), 10.0, True)
+    obs_norm.rms.mean[:] = 1.5
+    returns = a2c.evaluate(agent, obs_norm, {"env_id": "tests.envs:Counting-v0"}, 20, "", False,
+                           torch.device("cpu"), 1)
+    assert returns == [6.0] * 20
+
+
 def test_discrete_observations_are_one_hot_encoded(tmp_path):
     # FrozenLake-v1's Discrete(16) observations reach the network one-hot, in training and in evaluation.
     run_ok("a2c.py", "--env-id", "FrozenLake-v1", "--total-timesteps", "400", "--save-model", "--eval-episodes",
