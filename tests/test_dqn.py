@@ -149,6 +149,14 @@ def test_evaluation_sends_the_greedy_action_in_the_envs_own_numbering():
     assert returns == [10.0, 10.0]
 
 
+def test_evaluation_is_seeded():
+    torch.manual_seed(0)
+    q_network = dqn.QNetwork(4, 2)
+    returns = [dqn.evaluate(q_network, {"env_id": "CartPole-v1"}, 5, "", False, torch.device("cpu"), seed)
+               for seed in (1, 1, 2)]
+    assert returns[0] == returns[1] != returns[2]
+
+
 def test_solves_cartpole(tmp_path):
     # dqn.py's defaults (CleanRL's): 500k steps, about 80 s here; seeds 1-3 all end at 500 over their last 10
     # episodes (benchmark/results/full). (Shorter tuned budgets were not reliable: 60k-100k steps ended below
