@@ -52,6 +52,19 @@ def run_in_process(script: str, *flags: str, cwd: Path, monkeypatch) -> dict:
         torch.set_num_threads(threads)
 
 
+def spy(monkeypatch, owner, name: str) -> list:
+    """Replace owner.name (e.g. torch's `_foreach_lerp_`, which a script looks up at each call) with a wrapper that
+    records each call's positional arguments and then makes the call; return the record, filled as the script runs."""
+    calls, real = [], getattr(owner, name)
+
+    def recording(*args, **kwargs):
+        calls.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, recording)
+    return calls
+
+
 def run_dir(cwd: Path) -> Path:
     """The single run folder a script wrote under cwd/runs."""
     dirs = glob.glob(str(cwd / "runs" / "*"))

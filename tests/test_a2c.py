@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import a2c
-from tests.helpers import last_mean, read_scalars, run_dir, run_in_process, run_ok
+from tests.helpers import last_mean, read_scalars, run_dir, run_in_process, run_ok, spy
 
 # ---------------------------------------------------------------------------------------------- the math
 
@@ -157,14 +157,7 @@ def test_the_loop_bootstraps_cut_episodes_from_their_normalized_final_observatio
     # from V of the next episode's first observation 0. 8 envs x 5 steps x 10 rollouts, observations normalized,
     # a learning rate too small to move the network after the last rollout's values were taken. (The statistics
     # move a little within the rollout, hence the tolerance.)
-    max_norms = []
-    clip = torch.nn.utils.clip_grad_norm_
-
-    def recording_clip(params, max_norm, **kwargs):
-        max_norms.append(max_norm)
-        return clip(params, max_norm, **kwargs)
-
-    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", recording_clip)
+    clips = spy(monkeypatch, torch.nn.utils, "clip_grad_norm_")  # (parameters, max_norm)
     loop = run_in_process("a2c.py", "--env-id", "tests.envs:Counting-v0", "--total-timesteps", "400", "--norm-obs",
                           "True", "--learning-rate", "1e-9", "--ent-coef", "0.01", "--vf-coef", "0.25",
                           "--max-grad-norm", "0.7", cwd=tmp_path, monkeypatch=monkeypatch)
@@ -180,7 +173,7 @@ def test_the_loop_bootstraps_cut_episodes_from_their_normalized_final_observatio
     # optimizer is RMSprop with the A3C paper's decay 0.99 and SB3's eps 1e-5, at the constant learning rate.
     assert loop["loss"].item() == pytest.approx(
         (loop["pg_loss"] - 0.01 * loop["entropy_loss"] + 0.25 * loop["v_loss"]).item())
-    assert max_norms == [0.7] * 10
+    assert [max_norm for _, max_norm in clips] == [0.7] * 10
     optimizer = loop["optimizer"]
     assert isinstance(optimizer, torch.optim.RMSprop) and optimizer.defaults["alpha"] == 0.99
     assert optimizer.defaults["eps"] == 1e-5 and optimizer.param_groups[0]["lr"] == 1e-9

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import dqn
-from tests.helpers import last_mean, read_scalars, run_dir, run_in_process, run_ok
+from tests.helpers import last_mean, read_scalars, run_dir, run_in_process, run_ok, spy
 
 
 def test_buffer_wraps_around_overwriting_the_oldest_transitions():
@@ -75,16 +75,14 @@ def test_steps_are_counted_across_envs(tmp_path):
 def test_the_loop_trains_moves_its_target_and_saves_as_configured(tmp_path, monkeypatch):
     # 8 envs and a gradient step per 2 env steps: 4 gradient steps per iteration, and 4 multiples of the target
     # frequency 2 crossed, each a Polyak step of 0.5.
-    rates = []
-    lerp = torch._foreach_lerp_
-    monkeypatch.setattr(torch, "_foreach_lerp_", lambda *a: (rates.append(a[2]), lerp(*a)))
+    lerps = spy(monkeypatch, torch, "_foreach_lerp_")  # (targets, online weights, rate)
     loop = run_in_process("dqn.py", "--env-id", "tests.envs:Counting-v0", "--num-envs", "8", "--total-timesteps",
                           "800", "--learning-starts", "400", "--train-frequency", "2", "--tau", "0.5",
                           "--target-network-frequency", "2", "--exploration-fraction", "0.5", "--buffer-size",
                           "1000", "--batch-size", "32", "--save-model", "--eval-episodes", "1", cwd=tmp_path,
                           monkeypatch=monkeypatch)
     assert loop["gradient_steps"] == (800 - 400) // 2
-    assert rates == pytest.approx([1 - 0.5**4] * 100)
+    assert [rate for _, _, rate in lerps] == pytest.approx([1 - 0.5**4] * 100)
     # The loss is the mean squared TD error of the last minibatch.
     assert loop["loss"].item() == pytest.approx(((loop["q_values"] - loop["target"]) ** 2).mean().item())
     # Epsilon decays over the first half of the run, as logged (every 2nd of the 100 iterations).
