@@ -394,6 +394,8 @@ def load_checkpoint(path: str, device: torch.device):
     onto the CPU, the networks are built there and then moved to `device`. weights_only=True: loading someone
     else's file cannot run their code."""
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(ckpt, dict) or "args" not in ckpt:  # e.g. a state_dict saved by hand
+        raise ValueError("it holds no saved args: it was not written by --save-model")
     saved = ckpt["args"]
     env = make_env(saved["env_id"], 0, False, "")()
     problem = check_spaces(env.observation_space, env.action_space)
@@ -401,8 +403,12 @@ def load_checkpoint(path: str, device: torch.device):
         raise ValueError(f"it was trained on {saved['env_id']}: {problem}")
     obs_dim = env.observation_space.shape[0]
     actor, qf = Actor(obs_dim, env.action_space), QNetwork(obs_dim, env.action_space.shape[0])
-    actor.load_state_dict(ckpt["actor"])
-    qf.load_state_dict(ckpt["qf"])
+    try:  # where another script's checkpoint of an env this script also plays fails
+        actor.load_state_dict(ckpt["actor"])
+        qf.load_state_dict(ckpt["qf"])
+    except (KeyError, RuntimeError):
+        raise ValueError(f"its weights are not ddpg_continuous.py's networks for {saved['env_id']}: "
+                         "another script's checkpoint?") from None
     env.close()
     return actor.to(device), qf.to(device), saved
 

@@ -400,15 +400,21 @@ def load_checkpoint(path: str, device: torch.device):
     weights_only=True: loading someone else's file cannot run their code. The file is read onto the CPU,
     whatever device wrote it: the statistics become NumPy arrays, and only the network moves to `device`."""
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(ckpt, dict) or "args" not in ckpt:  # e.g. a state_dict saved by hand
+        raise ValueError("it holds no saved args: it was not written by --save-model")
     saved = ckpt["args"]
     env = make_env(saved["env_id"], 0, False, "")()
     problem = check_spaces(env.observation_space, env.action_space)
     if problem:  # another script's checkpoint
         raise ValueError(f"it was trained on {saved['env_id']}: {problem}")
     agent = Agent(env.observation_space.shape[0], env.action_space)
-    agent.load_state_dict(ckpt["model"])
-    obs_norm = ObsNormalizer(env.observation_space.shape, saved["obs_clip"], saved["norm_obs"])
-    obs_norm.load_state_dict(ckpt["obs_rms"])
+    try:  # where another script's checkpoint of an env this script also plays fails
+        agent.load_state_dict(ckpt["model"])
+        obs_norm = ObsNormalizer(env.observation_space.shape, saved["obs_clip"], saved["norm_obs"])
+        obs_norm.load_state_dict(ckpt["obs_rms"])
+    except (KeyError, RuntimeError):
+        raise ValueError(f"its weights are not ppo.py's networks for {saved['env_id']}: "
+                         "another script's checkpoint?") from None
     env.close()
     return agent.to(device), obs_norm, saved
 

@@ -405,6 +405,8 @@ def load_checkpoint(path: str, device: torch.device):
     The file is read onto the CPU (a checkpoint written on a GPU loads anywhere) and the agent moved to
     `device` afterwards. weights_only=True: loading someone else's file cannot run their code."""
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(ckpt, dict) or "args" not in ckpt:  # e.g. a state_dict saved by hand
+        raise ValueError("it holds no saved args: it was not written by --save-model")
     saved = ckpt["args"]
     env = gym.make(saved["env_id"])
     env.close()  # only its spaces are needed

@@ -54,6 +54,8 @@ class Script:
     action outside it"""
     foreign_env: str = "tests.envs:MultiDiscreteAction-v0"
     """an env whose spaces the script refuses: a checkpoint trained on it is another script's"""
+    same_env_script: tuple = ("ddpg_continuous.py", "Pendulum-v1")
+    """(another script, an env both scripts play): that script's checkpoint on that env is not this one's"""
 
 
 def agent_start_value(module):
@@ -88,7 +90,7 @@ SCRIPTS = [
             "losses/q_values"),
            ("--total-timesteps", "20000", "--learning-starts", "500", "--train-frequency", "1", "--buffer-size",
             "5000", "--batch-size", "64", "--target-network-frequency", "100", "--learning-rate", "1e-3"),
-           dqn_start_value, foreign_env="Pendulum-v1",
+           dqn_start_value, foreign_env="Pendulum-v1", same_env_script=("ppo.py", "CartPole-v1"),
            skips={"test_films_mujoco_headless_and_without_its_gl_library_gets_one_line":
                   "MuJoCo's envs have continuous actions: no dqn.py checkpoint holds one"}),
     # Pixels: ppo_atari.py takes ALE games only, so the tests on the tiny envs of tests/envs.py cannot apply.
@@ -104,6 +106,8 @@ SCRIPTS = [
                   "test_actions_reach_the_env_inside_its_own_action_space": "ALE games number their actions from 0",
                   "test_films_mujoco_headless_and_without_its_gl_library_gets_one_line":
                   "its checkpoints hold ALE games, which do not load MuJoCo",
+                  "test_another_scripts_checkpoint_of_an_env_it_plays_gets_one_line":
+                  "no other script plays an Atari game",
                   "need a convolutional network: use ppo_atari.py":
                   "the message names this script itself; ppo_atari.py's own row asks for 'not an Atari game'",
                   **dict.fromkeys(("needs a flat Box observation space",
@@ -117,7 +121,8 @@ SCRIPTS = [
            ("--total-timesteps", "3000", "--learning-starts", "200", "--buffer-size", "3000", "--batch-size", "64",
             "--learning-rate", "1e-3", "--tau", "0.05", "--torch-threads", "1"),
            ddpg_start_value, env_id="Pendulum-v1", constant_reward_env="tests.envs:ConstantRewardBox-v0",
-           strict_actions_env="tests.envs:AsymmetricBounds-v0", foreign_env="CartPole-v1"),
+           strict_actions_env="tests.envs:AsymmetricBounds-v0", foreign_env="CartPole-v1",
+           same_env_script=("ppo.py", "Pendulum-v1")),
     Script("a2c.py", ("--total-timesteps", "2000"),
            ("charts/episodic_return", "charts/episodic_length", "charts/SPS", "charts/learning_rate",
             "losses/value_loss", "losses/policy_loss", "losses/entropy", "losses/explained_variance"),
@@ -321,6 +326,12 @@ def test_a_file_that_is_not_a_checkpoint_gets_one_line(tmp_path, script):
     result = run_script(script.name, "--eval-checkpoint", "notes.pt", cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert f"{script.name}: error: cannot load checkpoint notes.pt" in result.stderr
+    # Weights saved by hand, as a research copy might: a torch file, but with no saved args to rebuild from.
+    torch.save({"layer.weight": torch.zeros(2, 2)}, tmp_path / "weights.pt")
+    result = run_script(script.name, "--eval-checkpoint", "weights.pt", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert f"{script.name}: error: cannot load checkpoint weights.pt: it holds no saved args: it was not written " \
+        "by --save-model" in result.stderr, result.stderr
 
 
 @by_name
@@ -331,6 +342,17 @@ def test_another_scripts_checkpoint_gets_one_line_naming_its_env(tmp_path, scrip
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert f"{script.name}: error: cannot load checkpoint other.pt: it was trained on {script.foreign_env}" in \
         result.stderr, result.stderr
+
+
+@by_name
+def test_another_scripts_checkpoint_of_an_env_it_plays_gets_one_line(tmp_path, script):
+    other, env_id = script.same_env_script
+    run_ok(other, *SCRIPT[other].short_run, "--env-id", env_id, "--save-model", "--eval-episodes", "1", cwd=tmp_path)
+    checkpoint = next((tmp_path / "runs").glob("*/*.pt")).relative_to(tmp_path)
+    result = run_script(script.name, "--eval-checkpoint", str(checkpoint), cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert f"{script.name}: error: cannot load checkpoint {checkpoint}: its weights are not {script.name}'s " \
+        f"network" in result.stderr and f"for {env_id}: another script's checkpoint?" in result.stderr, result.stderr
 
 
 HIDE_LIBEGL = """
