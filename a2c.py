@@ -181,6 +181,9 @@ def check_sizes(args: Args) -> Optional[str]:
             return f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}"
     if args.learning_rate <= 0:
         return f"--learning-rate must be positive, got {args.learning_rate}"
+    for name in ("gamma", "gae_lambda"):
+        if not 0 <= getattr(args, name) <= 1:
+            return f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(args, name)}"
     batch_size = args.num_envs * args.num_steps
     if args.total_timesteps < batch_size:
         return f"--total-timesteps {args.total_timesteps} is smaller than one rollout of {batch_size} steps"

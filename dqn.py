@@ -152,6 +152,8 @@ def check_sizes(args: Args) -> Optional[str]:
         return f"--learning-starts must not be negative, got {args.learning_starts}"
     if args.learning_rate <= 0:
         return f"--learning-rate must be positive, got {args.learning_rate}"
+    if not 0 <= args.gamma <= 1:
+        return f"--gamma must be in [0, 1], got {args.gamma}"
     if not 0 < args.tau <= 1:
         return f"--tau must be in (0, 1], got {args.tau}"
     if not 0 < args.exploration_fraction <= 1:

@@ -203,6 +203,9 @@ def check_sizes(args: Args, world_size: int = 1) -> Optional[str]:
             return f"--{name.replace('_', '-')} must be positive, got {value}"
     if args.learning_rate <= 0:
         return f"--learning-rate must be positive, got {args.learning_rate}"
+    for name in ("gamma", "gae_lambda"):
+        if not 0 <= getattr(args, name) <= 1:
+            return f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(args, name)}"
     batch_size = args.num_envs * args.num_steps
     if batch_size % args.num_minibatches:
         return (f"--num-minibatches {args.num_minibatches} does not divide the batch of "

@@ -275,6 +275,7 @@ COMMON_BAD_INPUTS = [
     (("--total-timesteps", "0"), "--total-timesteps must be positive"),
     (("--num-envs", "-1"), "--num-envs must be positive"),
     (("--learning-rate", "0"), "--learning-rate must be positive"),
+    (("--gamma", "1.5"), "--gamma must be in [0, 1], got 1.5"),
     (("--eval-checkpoint", "missing.pt"), "no checkpoint"),
 ]
 BAD_INPUTS = [(script, flags, message) for script in SCRIPTS for flags, message in COMMON_BAD_INPUTS] + [
@@ -300,6 +301,8 @@ BAD_INPUTS = [(script, flags, message) for script in SCRIPTS for flags, message 
     (SCRIPT["a2c.py"], ("--env-id", "tests.envs:MultiDiscreteAction-v0"), "MultiDiscrete"),
     (SCRIPT["a2c.py"], ("--num-steps", "0"), "--num-steps must be positive"),
     (SCRIPT["a2c.py"], ("--total-timesteps", "10"), "smaller than one rollout"),
+    *[(SCRIPT[name], ("--gae-lambda", "-0.1"), "--gae-lambda must be in [0, 1], got -0.1")
+      for name in ("ppo.py", "a2c.py", "ppo_atari.py")],
 ]
 BAD_INPUTS += [(SCRIPT["ppo_atari.py"], flags, message) for flags, message in [
     (("--env-id", "CartPole-v1"), "for vector observations use ppo.py"),
