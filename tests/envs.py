@@ -118,9 +118,28 @@ class CountingBoxEnv(CountingEnv):
         return super().step(int(action[0] > 0))
 
 
+FAR_COUNTING_START = 100.0
+
+
+class FarCountingBoxEnv(CountingBoxEnv):
+    """CountingBox-v0 observed from FAR_COUNTING_START on: its raw observations lie far from their normalized
+    values, so a network fed one in place of the other shows it."""
+
+    observation_space = gym.spaces.Box(FAR_COUNTING_START, np.inf, (1,), np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        obs, info = super().reset(seed=seed)
+        return obs + FAR_COUNTING_START, info
+
+    def step(self, action):
+        obs, *rest = super().step(action)
+        return obs + FAR_COUNTING_START, *rest
+
+
 COUNTING_LIMIT = 3
 gym.register("Counting-v0", entry_point=CountingEnv, max_episode_steps=COUNTING_LIMIT)
 gym.register("CountingBox-v0", entry_point=CountingBoxEnv, max_episode_steps=COUNTING_LIMIT)
+gym.register("FarCountingBox-v0", entry_point=FarCountingBoxEnv, max_episode_steps=COUNTING_LIMIT)
 
 
 # FrozenLake without the slippery ice: every action does what it says, so the greedy policy of a learned

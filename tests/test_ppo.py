@@ -7,7 +7,8 @@ import pytest
 import torch
 
 import ppo
-from tests.helpers import last_mean, logged_numbers, read_scalars, run_dir, run_ok
+from tests.envs import CONSTANT_REWARD_LIMIT, COUNTING_LIMIT, FAR_COUNTING_START
+from tests.helpers import last_mean, logged_numbers, read_scalars, run_dir, run_in_process, run_ok, spy
 
 # ---------------------------------------------------------------------------------------------- the math
 
@@ -138,3 +139,119 @@ def test_same_seed_gives_the_same_numbers_with_normalization(tmp_path):
     flags = ("--env-id", "Hopper-v4", "--total-timesteps", "1024", "--num-steps", "512", "--num-minibatches", "8")
     first, second = (logged_numbers("ppo.py", *flags, cwd=tmp_path / name) for name in ("a", "b"))
     assert first == second and len(first["losses/value_loss"]) == 2
+
+
+# ------------------------------------------------------------------- the loop, run in this process and inspected
+
+# --learning-rate 1e-12: the agent left at the end is, to about 1e-9, the one that collected the last rollout.
+FROZEN = ("--learning-rate", "1e-12", "--num-minibatches", "1", "--update-epochs", "1")
+
+
+def test_the_loop_bootstraps_cut_episodes_from_their_final_observation(tmp_path, monkeypatch):
+    loop = run_in_process("ppo.py", "--env-id", "tests.envs:Counting-v0", "--num-envs", "4", "--num-steps", "64",
+                          "--total-timesteps", "256", *FROZEN, cwd=tmp_path, monkeypatch=monkeypatch)
+    agent, obs, args = loop["agent"], loop["obs"], loop["args"]
+    truncated = (loop["dones"] == 1) & (loop["terminations"] == 0)
+    assert truncated.sum() > 5
+    # Counting-v0's next observation is s + 1, at a time-limit cut too (the final one, not the next episode's 0).
+    with torch.no_grad():
+        next_values = agent.get_value(torch.as_tensor(obs + 1)).numpy()
+    advantages, _ = ppo.compute_gae(loop["rewards"], loop["values"], next_values, loop["terminations"],
+                                    loop["dones"], args.gamma, args.gae_lambda)
+    np.testing.assert_allclose(loop["advantages"], advantages, atol=1e-4)
+    # One minibatch, one epoch: the ratio is 1, so the policy loss is minus the mean of the normalized advantages.
+    assert abs(loop["pg_loss"].item()) < 1e-5
+
+
+def test_with_normalization_cut_episodes_bootstrap_from_their_normalized_final_observation(tmp_path, monkeypatch):
+    # The continuous preset normalizes observations, which start at 100 here: V(raw 103) is far from V(normalized).
+    loop = run_in_process("ppo.py", "--env-id", "tests.envs:FarCountingBox-v0", "--num-envs", "4", "--num-steps",
+                          "512", "--total-timesteps", "2048", *FROZEN, cwd=tmp_path, monkeypatch=monkeypatch)
+    agent, obs_norm, args = loop["agent"], loop["obs_norm"], loop["args"]
+    final_obs = np.array([[FAR_COUNTING_START + COUNTING_LIMIT]], np.float32)
+    with torch.no_grad():
+        final_value = agent.get_value(torch.as_tensor(obs_norm(final_obs, update=False), dtype=torch.float32)).item()
+        raw_value = agent.get_value(torch.as_tensor(final_obs)).item()
+    # At a cut the GAE sum stops, so return - reward = gamma * V(final obs). Only the rollout's second half: the
+    # running statistics, with which the final observation was normalized, hardly move there any more.
+    truncated = (loop["dones"] == 1) & (loop["terminations"] == 0)
+    truncated[: args.num_steps // 2] = False
+    assert truncated.sum() > 10 and abs(final_value - raw_value) > 0.1
+    implied = (loop["returns"] - loop["rewards"])[truncated] / args.gamma
+    np.testing.assert_allclose(implied, final_value, atol=1e-2)
+    # The stored actions are the sampled ones (not those clipped for the env) with their log-probabilities, and
+    # the log-std, part of the policy, gets gradients.
+    with torch.no_grad():
+        _, logprob, _, _ = agent.get_action_and_value(torch.as_tensor(loop["obs"]), torch.as_tensor(loop["actions"]))
+    np.testing.assert_allclose(logprob.numpy(), loop["logprobs"], atol=1e-4)
+    assert np.abs(loop["actions"]).max() > 1.0 and agent.actor_logstd.grad.abs().sum() > 0
+
+
+def test_rewards_are_scaled_by_the_std_of_a_return_that_restarts_at_every_cut(tmp_path, monkeypatch):
+    loop = run_in_process("ppo.py", "--env-id", "tests.envs:ConstantRewardBox-v0", "--num-envs", "2",
+                          "--num-steps", "50", "--num-minibatches", "1", "--total-timesteps", "200",
+                          cwd=tmp_path, monkeypatch=monkeypatch)
+    scaler, gamma = loop["reward_scaler"], loop["args"].gamma
+    # Every step pays 1 and every episode is cut after 10 steps: the discounted return cycles through 10 values.
+    cycle = np.cumsum(gamma ** np.arange(CONSTANT_REWARD_LIMIT))
+    np.testing.assert_allclose(scaler.rms.var, np.var(cycle), rtol=1e-2)
+    # the rollout's last rewards, scaled with the statistics as they are now
+    np.testing.assert_allclose(loop["rewards"][-1], 1 / np.sqrt(scaler.rms.var), rtol=1e-3)
+
+
+def test_the_update_follows_its_flags(tmp_path, monkeypatch):
+    shuffles, clips = spy(monkeypatch, torch, "randperm"), spy(monkeypatch, torch.nn.utils, "clip_grad_norm_")
+    value_clips, log_softmaxes = spy(monkeypatch, torch, "max"), spy(monkeypatch, torch, "log_softmax")
+    loop = run_in_process("ppo.py", "--env-id", "tests.envs:Counting-v0", "--num-envs", "2", "--num-steps", "64",
+                          "--total-timesteps", "256", "--num-minibatches", "4", "--update-epochs", "3",
+                          "--learning-rate", "1e-2", "--max-grad-norm", "0.3", "--ent-coef", "0.05",
+                          "--vf-coef", "0.7", cwd=tmp_path, monkeypatch=monkeypatch)
+    iterations, epochs, minibatches, optimizer = 2, 3, 4, loop["optimizer"]
+    updates = iterations * epochs * minibatches
+    assert [n for n, in shuffles] == [128] * iterations * epochs  # a fresh shuffle every epoch
+    # every minibatch a quarter of the batch (the rollout scores 2 observations at a time)
+    assert [x.shape[0] for x, *_ in log_softmaxes if x.shape[0] != 2] == [32] * updates
+    assert [c[1] for c in clips] == [0.3] * updates
+    assert len(value_clips) == updates  # --clip-vloss is on by default
+    assert {int(optimizer.state[p]["step"]) for p in loop["agent"].parameters()} == {updates}
+    assert optimizer.param_groups[0]["eps"] == 1e-5
+    assert loop["loss"].item() == pytest.approx(
+        (loop["pg_loss"] - 0.05 * loop["entropy_loss"] + 0.7 * loop["v_loss"]).item(), rel=1e-6)
+    scalars = read_scalars(run_dir(tmp_path))
+    assert [v for _, v in scalars["charts/learning_rate"]] == pytest.approx([1e-2, 0.5e-2])  # annealed linearly
+    assert scalars["losses/approx_kl"][-1][1] == pytest.approx(loop["approx_kl"].item(), rel=1e-5)
+    assert scalars["losses/old_approx_kl"][-1][1] == pytest.approx(loop["old_approx_kl"].item(), rel=1e-5)
+    assert scalars["losses/explained_variance"][-1][1] == pytest.approx(
+        ppo.explained_variance(loop["values"], loop["returns"]), rel=1e-5)
+
+
+def test_no_value_clipping_and_the_kl_stop(tmp_path, monkeypatch):
+    value_clips = spy(monkeypatch, torch, "max")
+    loop = run_in_process("ppo.py", "--env-id", "tests.envs:Counting-v0", "--num-envs", "2", "--num-steps", "64",
+                          "--total-timesteps", "256", "--num-minibatches", "4", "--update-epochs", "3",
+                          "--learning-rate", "1e-2", "--no-clip-vloss", "--target-kl", "0",
+                          cwd=tmp_path, monkeypatch=monkeypatch)
+    assert value_clips == []
+    # a KL above 0 after the first epoch stops each iteration's update there: 2 iterations of 4 minibatches
+    optimizer = loop["optimizer"]
+    assert {int(optimizer.state[p]["step"]) for p in loop["agent"].parameters()} == {2 * 4}
+
+
+def test_evaluation_is_greedy_seeded_and_sees_normalized_observations(monkeypatch):
+    torch.manual_seed(0)
+    cpu = torch.device("cpu")
+    # Counting-v0's return depends on when the policy stops: a greedy policy scores the same every episode.
+    agent = ppo.Agent(1, gym.spaces.Discrete(2))
+    returns = ppo.evaluate(agent, ppo.ObsNormalizer((1,), 10.0, False), {"env_id": "tests.envs:Counting-v0"}, 20,
+                           "eval", False, cpu, seed=0)
+    assert len(set(returns)) == 1
+    agent, off = ppo.Agent(4, gym.spaces.Discrete(2)), ppo.ObsNormalizer((4,), 10.0, False)
+    first, again, other = (ppo.evaluate(agent, off, {"env_id": "CartPole-v1"}, 10, "eval", False, cpu, seed=seed)
+                           for seed in (7, 7, 8))
+    assert first == again != other
+    # Statistics saying every observation lies far below the mean: every normalized input is -clip.
+    agent, obs_norm = ppo.Agent(1, gym.spaces.Box(-1.0, 1.0, (1,))), ppo.ObsNormalizer((1,), 5.0, True)
+    obs_norm.rms.mean[:] = 1000.0
+    inputs = spy(monkeypatch, agent, "act_deterministic")
+    ppo.evaluate(agent, obs_norm, {"env_id": "tests.envs:CountingBox-v0"}, 2, "eval", False, cpu, seed=0)
+    assert inputs and all(torch.all(x == -5.0) for x, in inputs)
