@@ -1,5 +1,6 @@
-"""ppo.py: its math against hand computations, and what only ppo.py does (continuous control, normalization).
-What every script shares (flags, checkpoints, errors, truncation) is tested in test_common.py."""
+"""ppo.py: its math against hand computations (on ppo_atari.py's copy of it too), and what only ppo.py does
+(continuous control, normalization). What every script shares (flags, checkpoints, errors, truncation) is tested
+in test_common.py."""
 
 import gymnasium as gym
 import numpy as np
@@ -7,53 +8,61 @@ import pytest
 import torch
 
 import ppo
+import ppo_atari
 from tests.envs import CONSTANT_REWARD_LIMIT, COUNTING_LIMIT, FAR_COUNTING_START
 from tests.helpers import last_mean, logged_numbers, read_scalars, run_dir, run_in_process, run_ok, spy
 
 # ---------------------------------------------------------------------------------------------- the math
+
+# ppo_atari.py writes out the same functions (each file stands alone): both copies must pass.
+both_ppo_files = pytest.mark.parametrize("module", [ppo, ppo_atari], ids=["ppo.py", "ppo_atari.py"])
 
 
 def column(*values):
     return np.array(values, np.float32)[:, None]
 
 
-def test_gae_matches_hand_computation_with_truncation_and_termination():
+@both_ppo_files
+def test_gae_matches_hand_computation_with_truncation_and_termination(module):
     # gamma = 0.9, lambda = 0.5, so gamma * lambda = 0.45. Step 1 is truncated, with V(final obs) = 10;
     # step 3 terminates (its next value, 7, must be ignored).
     rewards, values = column(1, 2, 3, 4), column(0.5, 1.0, 1.5, 2.0)
     next_values = column(1.0, 10.0, 2.0, 7.0)
     terminations, dones = column(0, 0, 0, 1), column(0, 1, 0, 1)
-    advantages, returns = ppo.compute_gae(rewards, values, next_values, terminations, dones, 0.9, 0.5)
+    advantages, returns = module.compute_gae(rewards, values, next_values, terminations, dones, 0.9, 0.5)
     # deltas: 1 + 0.9*1 - 0.5 = 1.4;  2 + 0.9*10 - 1 = 10;  3 + 0.9*2 - 1.5 = 3.3;  4 - 2 = 2
     # A3 = 2;  A2 = 3.3 + 0.45*2 = 4.2;  A1 = 10 (episode ended: A2 does not flow back);  A0 = 1.4 + 0.45*10 = 5.9
     assert advantages[:, 0].tolist() == pytest.approx([5.9, 10.0, 4.2, 2.0])
     assert returns[:, 0].tolist() == pytest.approx([6.4, 11.0, 5.7, 4.0])
 
 
-def test_gae_without_episode_ends_is_the_discounted_sum_of_td_errors():
+@both_ppo_files
+def test_gae_without_episode_ends_is_the_discounted_sum_of_td_errors(module):
     gamma, lam, steps, envs = 0.99, 0.95, 6, 3
     rewards, values, next_values = np.random.default_rng(0).normal(size=(3, steps, envs))
     zeros = np.zeros((steps, envs))
-    advantages, _ = ppo.compute_gae(rewards, values, next_values, zeros, zeros, gamma, lam)
+    advantages, _ = module.compute_gae(rewards, values, next_values, zeros, zeros, gamma, lam)
     deltas = rewards + gamma * next_values - values
     expected = np.stack([sum((gamma * lam) ** (k - t) * deltas[k] for k in range(t, steps)) for t in range(steps)])
     np.testing.assert_allclose(advantages, expected, rtol=1e-6)
 
 
-def test_clipped_policy_loss_matches_hand_computation():
+@both_ppo_files
+def test_clipped_policy_loss_matches_hand_computation(module):
     old = torch.zeros(4)
     # ratios 1.5, 1.5, 0.5, 0.5 against advantages +1, -1, +1, -1 with eps = 0.2:
     # min(1.5, 1.2) = 1.2;  min(-1.5, -1.2) = -1.5;  min(0.5, 0.8) = 0.5;  min(-0.5, -0.8) = -0.8
     new = torch.log(torch.tensor([1.5, 1.5, 0.5, 0.5]))
-    loss = ppo.clipped_policy_loss(new, old, torch.tensor([1.0, -1.0, 1.0, -1.0]), 0.2)
+    loss = module.clipped_policy_loss(new, old, torch.tensor([1.0, -1.0, 1.0, -1.0]), 0.2)
     assert loss.item() == pytest.approx(-(1.2 - 1.5 + 0.5 - 0.8) / 4)
 
 
-def test_value_loss_matches_hand_computation():
+@both_ppo_files
+def test_value_loss_matches_hand_computation(module):
     new, old, returns = torch.tensor([2.0, 0.0]), torch.tensor([1.0, 1.0]), torch.tensor([3.0, 0.0])
-    assert ppo.value_loss(new, old, returns, 0.2, clip=False).item() == pytest.approx(0.5 * (1 + 0) / 2)
+    assert module.value_loss(new, old, returns, 0.2, clip=False).item() == pytest.approx(0.5 * (1 + 0) / 2)
     # clipped values 1.2 and 0.8: errors max(1, 3.24) = 3.24 and max(0, 0.64) = 0.64
-    assert ppo.value_loss(new, old, returns, 0.2, clip=True).item() == pytest.approx(0.5 * (3.24 + 0.64) / 2)
+    assert module.value_loss(new, old, returns, 0.2, clip=True).item() == pytest.approx(0.5 * (3.24 + 0.64) / 2)
 
 
 def test_actions_map_to_any_bounds_and_clip_there():

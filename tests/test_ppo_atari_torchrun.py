@@ -110,6 +110,15 @@ def test_the_processes_hold_identical_weights_after_training(tmp_path):
     assert len(read_scalars(run)["eval/episodic_return"]) == 1 and result.stdout.count("eval: mean return") == 1
 
 
+def test_the_processes_seed_their_envs_apart_agree_on_the_kl_and_rank_0_alone_films(tmp_path):
+    torchrun("tests/torchrun_probe.py", "--num-envs", "2", *TINY, "--total-timesteps", "256", "--seed", "5",
+             "--target-kl", "1000", "--capture-video", cwd=tmp_path, TORCHRUN_PROBE_OUT=str(tmp_path))
+    rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert rank0["env_seeds"] == [5, 6] and rank1["env_seeds"] == [7, 8]  # seed + rank * num_envs + env index
+    assert rank0["approx_kl"] == rank1["approx_kl"]  # each epoch's --target-kl test sees the processes' mean
+    assert rank0["films"] and not rank1["films"]
+
+
 def test_average_gradients_leaves_every_parameter_the_mean_of_the_processes(monkeypatch):
     # One process standing for two: all_reduce adds the other process's gradients, as gloo's sum would.
     torch.manual_seed(0)
