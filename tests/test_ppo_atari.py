@@ -79,7 +79,8 @@ def test_the_points_of_the_fire_presses_after_a_lost_life_count():
             return 0, {"lives": self.lives}
 
         def step(self, action):
-            self.lives -= action == 0
+            if action == 0:
+                self.lives -= 1
             return 0, {0: 1.0, 1: 10.0, 2: 20.0}[int(action)], False, False, {"lives": self.lives}
 
     env = ppo_atari.FireReset(LoseALife())
