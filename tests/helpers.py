@@ -37,12 +37,14 @@ def run_ok(script: str, *flags: str, cwd: Path, **kwargs) -> subprocess.Complete
 
 
 def run_in_process(script: str, *flags: str, cwd: Path, monkeypatch) -> dict:
-    """Run `python SCRIPT FLAGS...` inside this process (in `cwd`, offline) and return the script's globals when it
-    ends: the training loop's own objects (its replay buffer, its noise process, its last step's variables), which a
-    test can inspect where a separate process would only leave logs. The torch thread count is restored after."""
+    """Run `python SCRIPT FLAGS... --no-cuda` inside this process (in `cwd`, offline) and return the script's globals
+    when it ends: the training loop's own objects (its replay buffer, its noise process, its last step's variables),
+    which a test can inspect where a separate process would only leave logs. On the CPU even on a GPU machine, so
+    that a test can feed the loop's networks its own tensors (the tests that run scripts as users do cover CUDA).
+    The torch thread count is restored after."""
     cwd.mkdir(parents=True, exist_ok=True)
     monkeypatch.chdir(cwd)
-    monkeypatch.setattr(sys, "argv", [str(REPO / script), *flags])
+    monkeypatch.setattr(sys, "argv", [str(REPO / script), *flags, "--no-cuda"])
     for name, value in script_env().items():
         monkeypatch.setenv(name, value)
     threads = torch.get_num_threads()
