@@ -67,6 +67,15 @@ def spy(monkeypatch, owner, name: str) -> list:
     return calls
 
 
+def one_error_line(result: subprocess.CompletedProcess, script: str) -> str:
+    """The one `SCRIPT: error: ...` line a script that refused its input printed, having exited with status 2 and
+    without a traceback (a user's mistake gets a sentence)."""
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith(f"{script}: error:")]
+    assert len(errors) == 1, result.stderr
+    return errors[0]
+
+
 def run_dir(cwd: Path) -> Path:
     """The single run folder a script wrote under cwd/runs."""
     dirs = glob.glob(str(cwd / "runs" / "*"))

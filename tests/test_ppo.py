@@ -1,6 +1,7 @@
-"""ppo.py: its math against hand computations (on ppo_atari.py's copy of it too), and what only ppo.py does
-(continuous control, normalization). What every script shares (flags, checkpoints, errors, truncation) is tested
-in test_common.py."""
+"""ppo.py: its math against hand computations (on ppo_atari.py's copy of it too), what only ppo.py does
+(continuous control, normalization), its training loop read back from runs in the test's process (bootstrap values,
+reward scaling, how the flags reach the update, the logged diagnostics) and its evaluation. What every script
+shares (flags, checkpoints, errors, truncation) is tested in test_common.py."""
 
 import gymnasium as gym
 import numpy as np
@@ -208,13 +209,21 @@ def test_rewards_are_scaled_by_the_std_of_a_return_that_restarts_at_every_cut(tm
     np.testing.assert_allclose(loop["rewards"][-1], 1 / np.sqrt(scaler.rms.var), rtol=1e-3)
 
 
+# 2 iterations of 2 envs x 64 steps, each updated in 3 epochs of 4 minibatches of 32.
+UPDATES = ("--env-id", "tests.envs:Counting-v0", "--num-envs", "2", "--num-steps", "64", "--total-timesteps", "256",
+           "--num-minibatches", "4", "--update-epochs", "3", "--learning-rate", "1e-2")
+
+
+def adam_steps(loop: dict) -> set:
+    """The step counts Adam holds for the agent's parameters after a run: one number if every update reached all."""
+    return {int(loop["optimizer"].state[p]["step"]) for p in loop["agent"].parameters()}
+
+
 def test_the_update_follows_its_flags(tmp_path, monkeypatch):
     shuffles, clips = spy(monkeypatch, torch, "randperm"), spy(monkeypatch, torch.nn.utils, "clip_grad_norm_")
     value_clips, log_softmaxes = spy(monkeypatch, torch, "max"), spy(monkeypatch, torch, "log_softmax")
-    loop = run_in_process("ppo.py", "--env-id", "tests.envs:Counting-v0", "--num-envs", "2", "--num-steps", "64",
-                          "--total-timesteps", "256", "--num-minibatches", "4", "--update-epochs", "3",
-                          "--learning-rate", "1e-2", "--max-grad-norm", "0.3", "--ent-coef", "0.05",
-                          "--vf-coef", "0.7", cwd=tmp_path, monkeypatch=monkeypatch)
+    loop = run_in_process("ppo.py", *UPDATES, "--max-grad-norm", "0.3", "--ent-coef", "0.05", "--vf-coef", "0.7",
+                          cwd=tmp_path, monkeypatch=monkeypatch)
     iterations, epochs, minibatches, optimizer = 2, 3, 4, loop["optimizer"]
     updates = iterations * epochs * minibatches
     assert [n for n, in shuffles] == [128] * iterations * epochs  # a fresh shuffle every epoch
@@ -222,7 +231,7 @@ def test_the_update_follows_its_flags(tmp_path, monkeypatch):
     assert [x.shape[0] for x, *_ in log_softmaxes if x.shape[0] != 2] == [32] * updates
     assert [c[1] for c in clips] == [0.3] * updates
     assert len(value_clips) == updates  # --clip-vloss is on by default
-    assert {int(optimizer.state[p]["step"]) for p in loop["agent"].parameters()} == {updates}
+    assert adam_steps(loop) == {updates}
     assert optimizer.param_groups[0]["eps"] == 1e-5
     assert loop["loss"].item() == pytest.approx(
         (loop["pg_loss"] - 0.05 * loop["entropy_loss"] + 0.7 * loop["v_loss"]).item(), rel=1e-6)
@@ -236,14 +245,11 @@ def test_the_update_follows_its_flags(tmp_path, monkeypatch):
 
 def test_no_value_clipping_and_the_kl_stop(tmp_path, monkeypatch):
     value_clips = spy(monkeypatch, torch, "max")
-    loop = run_in_process("ppo.py", "--env-id", "tests.envs:Counting-v0", "--num-envs", "2", "--num-steps", "64",
-                          "--total-timesteps", "256", "--num-minibatches", "4", "--update-epochs", "3",
-                          "--learning-rate", "1e-2", "--no-clip-vloss", "--target-kl", "0",
-                          cwd=tmp_path, monkeypatch=monkeypatch)
+    loop = run_in_process("ppo.py", *UPDATES, "--no-clip-vloss", "--target-kl", "0", cwd=tmp_path,
+                          monkeypatch=monkeypatch)
     assert value_clips == []
     # a KL above 0 after the first epoch stops each iteration's update there: 2 iterations of 4 minibatches
-    optimizer = loop["optimizer"]
-    assert {int(optimizer.state[p]["step"]) for p in loop["agent"].parameters()} == {2 * 4}
+    assert adam_steps(loop) == {2 * 4}
 
 
 def test_evaluation_is_greedy_seeded_and_sees_normalized_observations(monkeypatch):
