@@ -1,7 +1,7 @@
 # /// script
 # requires-python = ">=3.10"
 # dependencies = [
-#     "torch>=2.4",
+#     "torch>=2.9",
 #     "numpy>=1.26",
 #     "gymnasium[classic-control,mujoco]>=1.1,<2",
 #     "tyro>=0.8",
@@ -436,6 +436,21 @@ def evaluate(actor: Actor, saved: dict, eval_episodes: int, run_name: str, captu
     return returns
 
 
+def float32_products_on_onednn():
+    """Have oneDNN's kernels, not MKL's, compute the CPU's float32 matrix products, where they stay float32.
+
+    On the AMD EPYC the README's figures come from, MKL multiplies two 256x256 matrices in 170 us and oneDNN, with
+    its AVX-512 kernels, in 84 us, and the update runs about 1.4x faster. PyTorch hands float32 products to oneDNN
+    only when allowed to compute them in bfloat16 ("bf16"); oneDNN does so only where it has kernels for that (on
+    that EPYC it computes in float32 all the same). A probe that bfloat16 would get wrong decides: 1 + 2^-8 needs
+    9 significant bits and bfloat16 keeps 8, so 256 of them sum to 257 in float32 products and to 256 in bfloat16.
+    Where the probe fails, the products stay with MKL. No effect on CUDA."""
+    before = torch.backends.mkldnn.matmul.fp32_precision
+    torch.backends.mkldnn.matmul.fp32_precision = "bf16"
+    if not bool(((torch.full((256, 256), 1 + 2**-8) @ torch.ones(256, 256)) == 257).all()):
+        torch.backends.mkldnn.matmul.fp32_precision = before
+
+
 def fail(message: str):
     """A user's mistake: one line on stderr, exit status 2, nothing written."""
     print(f"ddpg_continuous.py: error: {message}", file=sys.stderr)
@@ -455,6 +470,7 @@ if __name__ == "__main__":
     args = tyro.cli(Args)
     if args.torch_threads is not None:
         torch.set_num_threads(max(args.torch_threads, 1))
+    float32_products_on_onednn()
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
     if args.capture_video and not os.environ.get("DISPLAY"):
         os.environ.setdefault("MUJOCO_GL", "egl")  # MuJoCo's offscreen GL backend when there is no display

@@ -41,17 +41,18 @@ def run_in_process(script: str, *flags: str, cwd: Path, monkeypatch) -> dict:
     when it ends: the training loop's own objects (its replay buffer, its noise process, its last step's variables),
     which a test can inspect where a separate process would only leave logs. On the CPU even on a GPU machine, so
     that a test can feed the loop's networks its own tensors (the tests that run scripts as users do cover CUDA).
-    The torch thread count is restored after."""
+    The torch thread count and float32 product route (ddpg_continuous.py sets one) are restored after."""
     cwd.mkdir(parents=True, exist_ok=True)
     monkeypatch.chdir(cwd)
     monkeypatch.setattr(sys, "argv", [str(REPO / script), *flags, "--no-cuda"])
     for name, value in script_env().items():
         monkeypatch.setenv(name, value)
-    threads = torch.get_num_threads()
+    threads, route = torch.get_num_threads(), torch.backends.mkldnn.matmul.fp32_precision
     try:
         return runpy.run_path(str(REPO / script), run_name="__main__")
     finally:
         torch.set_num_threads(threads)
+        torch.backends.mkldnn.matmul.fp32_precision = route
 
 
 def spy(monkeypatch, owner, name: str) -> list:
