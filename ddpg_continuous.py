@@ -97,7 +97,7 @@ class Args:
     """if toggled, cuda is used when available"""
     torch_threads: Optional[int] = None
     """CPU threads for torch; by default torch's choice (OMP_NUM_THREADS if set, else one per core):
-    the 256-wide matrix products ran 1.2-1.3x faster on 2 free cores than on 1 (see the README), but
+    the whole loop ran 1.1-1.4x faster on 2 free cores than on 1 (see the README), but
     more threads than free cores can be several times slower: on cores busy with other work, use 1"""
     track: bool = False
     """if toggled, the run is tracked with Weights & Biases (WANDB_MODE=offline works without network)"""
