@@ -117,7 +117,7 @@ def test_an_sb3_run_cut_short_before_its_first_checkpoint_starts_over_with_a_cle
     assert [step for step, _ in read_scalars(tmp_path / "tb")["charts/episodic_return"]] == [200, 400, 600]
 
 
-def test_update_speed_records_each_matrix_product_of_a_ddpg_update():
+def test_update_speed_records_each_matrix_product_of_a_ddpg_update(restores_the_products_route):
     # An update with the actor step (Pendulum's sizes: 3 observations, 1 action): 15 products forward, five passes
     # through three layers (the target actor and critic, the critic, the actor, the critic on the actor's
     # actions), and 13 backward (the critic's 5; 3 through the frozen critic and 5 in the actor). Ten of them
@@ -129,5 +129,5 @@ def test_update_speed_records_each_matrix_product_of_a_ddpg_update():
     assert len(recorder.calls) == 28
     assert sum(all(m.shape == (256, 256) for m in operands[-2:]) for _, operands, _ in recorder.calls) == 10
     measured = update_speed.measure("Pendulum-v1", steps=4, threads=torch.get_num_threads(), policy_frequency=2,
-                                    batch_size=256)
+                                    batch_size=256, mkl=False)
     assert measured["products_per_step"] == (28 + 14) / 2  # policy_frequency 2: the actor every second update

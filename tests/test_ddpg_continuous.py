@@ -124,14 +124,6 @@ def test_one_update_regresses_on_the_targets_then_moves_actor_and_targets():
         assert target.is_leaf and not target.requires_grad, "the target update recorded autograd"
 
 
-@pytest.fixture
-def restores_the_products_route():
-    """Whatever a test does to torch's float32 product route (a process-wide setting), the next test gets it back."""
-    before = torch.backends.mkldnn.matmul.fp32_precision
-    yield
-    torch.backends.mkldnn.matmul.fp32_precision = before
-
-
 def test_products_routed_to_onednn_give_an_update_the_numbers_of_float32(restores_the_products_route):
     # One update at Hopper's sizes on torch's default route (MKL), then on the route the script takes: the losses and
     # every new weight agree to float32 rounding. Products of bfloat16 operands would be off by about 1e-2.
