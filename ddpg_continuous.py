@@ -439,12 +439,12 @@ def evaluate(actor: Actor, saved: dict, eval_episodes: int, run_name: str, captu
 def float32_products_on_onednn():
     """Have oneDNN's kernels, not MKL's, compute the CPU's float32 matrix products, where they stay float32.
 
-    On the AMD EPYC the README's figures come from, MKL multiplies two 256x256 matrices in 170 us and oneDNN, with
-    its AVX-512 kernels, in 84 us, and the update runs about 1.4x faster. PyTorch hands float32 products to oneDNN
-    only when allowed to compute them in bfloat16 ("bf16"); oneDNN does so only where it has kernels for that (on
-    that EPYC it computes in float32 all the same). A probe that bfloat16 would get wrong decides: 1 + 2^-8 needs
-    9 significant bits and bfloat16 keeps 8, so 256 of them sum to 257 in float32 products and to 256 in bfloat16.
-    Where the probe fails, the products stay with MKL. No effect on CUDA."""
+    On the AMD EPYC the README's figures come from, MKL multiplies two 256x256 matrices in 170-184 us on two threads
+    and oneDNN, with its AVX-512 kernels, in 84-87 us; the update runs 1.1-1.4x faster. PyTorch hands float32
+    products to oneDNN only when allowed to compute them in bfloat16 ("bf16"); oneDNN does so only where it has
+    kernels for that (on that EPYC it computes in float32 all the same). A probe that bfloat16 would get wrong
+    decides: 1 + 2^-8 needs 9 significant bits and bfloat16 keeps 8, so 256 of them sum to 257 in float32 products
+    and to 256 in bfloat16. Where the probe fails, the products stay with MKL. No effect on CUDA."""
     before = torch.backends.mkldnn.matmul.fp32_precision
     torch.backends.mkldnn.matmul.fp32_precision = "bf16"
     if not bool(((torch.full((256, 256), 1 + 2**-8) @ torch.ones(256, 256)) == 257).all()):
