@@ -59,7 +59,6 @@ import traceback
 from collections import deque
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Optional
 
 import gymnasium as gym
 import numpy as np
@@ -78,13 +77,13 @@ class Args:
     """if toggled, `torch.backends.cudnn.deterministic=True`"""
     cuda: bool = True
     """if toggled, cuda is used when available"""
-    torch_threads: int = 1
-    """CPU threads for torch: small MLPs run fastest on one (more threads only add overhead)"""
+    torch_threads: int | None = 1
+    """CPU threads for torch (None: torch's choice); small MLPs run fastest on one (more threads only add overhead)"""
     track: bool = False
     """if toggled, the run is tracked with Weights & Biases (WANDB_MODE=offline works without network)"""
     wandb_project_name: str = "single-file-rl"
     """the Weights & Biases project name"""
-    wandb_entity: Optional[str] = None
+    wandb_entity: str | None = None
     """the Weights & Biases entity (team)"""
     capture_video: bool = False
     """if toggled, record videos of env 0 under `videos/{run_name}`"""
@@ -92,19 +91,19 @@ class Args:
     """if toggled, save a checkpoint to `runs/{run_name}/{exp_name}.pt` and evaluate it after training"""
     eval_episodes: int = 10
     """episodes of the deterministic policy when evaluating a checkpoint"""
-    eval_checkpoint: Optional[str] = None
+    eval_checkpoint: str | None = None
     """path of a checkpoint to evaluate (and film, with --capture-video) instead of training"""
 
     # Algorithm arguments. `None` means: take the value from PRESETS for the env's action space.
     env_id: str = "CartPole-v1"
     """the id of the environment"""
-    total_timesteps: Optional[int] = None
+    total_timesteps: int | None = None
     """total env steps of the experiment, summed over envs (preset: 500k discrete, 1M continuous)"""
-    learning_rate: Optional[float] = None
+    learning_rate: float | None = None
     """the learning rate of the optimizer (preset: 2.5e-4 discrete, 3e-4 continuous)"""
-    num_envs: Optional[int] = None
+    num_envs: int | None = None
     """the number of parallel game environments (preset: 4 discrete, 1 continuous)"""
-    num_steps: Optional[int] = None
+    num_steps: int | None = None
     """the number of steps to run in each environment per policy rollout (preset: 128 / 2048)"""
     anneal_lr: bool = True
     """toggle learning rate annealing (linearly to 0 over training)"""
@@ -112,9 +111,9 @@ class Args:
     """the discount factor gamma"""
     gae_lambda: float = 0.95
     """the lambda for the general advantage estimation"""
-    num_minibatches: Optional[int] = None
+    num_minibatches: int | None = None
     """the number of mini-batches per epoch; must divide num_envs * num_steps (preset: 4 / 32)"""
-    update_epochs: Optional[int] = None
+    update_epochs: int | None = None
     """the K epochs to update the policy (preset: 4 / 10)"""
     norm_adv: bool = True
     """toggles advantages normalization (per minibatch)"""
@@ -122,17 +121,17 @@ class Args:
     """the surrogate clipping coefficient epsilon"""
     clip_vloss: bool = True
     """toggles whether or not to use a clipped loss for the value function, as per the paper"""
-    ent_coef: Optional[float] = None
+    ent_coef: float | None = None
     """coefficient of the entropy bonus (preset: 0.01 discrete, 0.0 continuous)"""
     vf_coef: float = 0.5
     """coefficient of the value function loss"""
     max_grad_norm: float = 0.5
     """the maximum norm for the global gradient clipping"""
-    target_kl: Optional[float] = None
+    target_kl: float | None = None
     """stop an update's epochs early once the approximate KL exceeds this (off by default)"""
-    norm_obs: Optional[bool] = None
+    norm_obs: bool | None = None
     """normalize observations by a running mean and std (preset: off discrete, on continuous)"""
-    norm_reward: Optional[bool] = None
+    norm_reward: bool | None = None
     """scale rewards by the running std of the discounted return (preset: off discrete, on continuous)"""
     obs_clip: float = 10.0
     """normalized observations are clipped to [-obs_clip, obs_clip]"""
@@ -150,73 +149,67 @@ PRESETS = {
 }
 
 
-def resolve_presets(args: Args, continuous: bool) -> Args:
-    """Fill every field left as None with the preset for the action space."""
-    preset = PRESETS["continuous" if continuous else "discrete"]
-    return replace(args, **{k: v for k, v in preset.items() if getattr(args, k) is None})
+# -------------------------------------------------------------------------------------------------- the networks
+def layer_init(layer: nn.Linear, std: float = np.sqrt(2), bias_const: float = 0.0) -> nn.Linear:
+    """Orthogonal weights with gain `std`, zero bias: the init of the original PPO code."""
+    torch.nn.init.orthogonal_(layer.weight, std)
+    torch.nn.init.constant_(layer.bias, bias_const)
+    return layer
 
 
-def check_spaces(obs_space: gym.Space, act_space: gym.Space) -> Optional[str]:
-    """Why ppo.py cannot run on these spaces, or None if it can."""
-    if isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) >= 2:
-        return f"image observations {obs_space.shape} need a convolutional network: use ppo_atari.py"
-    if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) != 1:
-        return f"ppo.py needs a flat Box observation space, got {obs_space}"
-    if isinstance(act_space, gym.spaces.Discrete):
-        return None
-    if isinstance(act_space, gym.spaces.Box) and len(act_space.shape) == 1:
-        return None
-    return f"ppo.py handles Discrete and 1-D Box action spaces, got {act_space}"
+class Agent(nn.Module):
+    """Separate actor and critic MLPs (64-64, tanh). The small final-layer gains make the initial policy
+    near-uniform (actor, 0.01) and the initial values near zero (critic, 1.0)."""
+
+    def __init__(self, obs_dim: int, action_space: gym.Space):
+        super().__init__()
+        self.continuous = isinstance(action_space, gym.spaces.Box)
+        act_dim = action_space.shape[0] if self.continuous else int(action_space.n)
+        self.critic = nn.Sequential(
+            layer_init(nn.Linear(obs_dim, 64)), nn.Tanh(),
+            layer_init(nn.Linear(64, 64)), nn.Tanh(),
+            layer_init(nn.Linear(64, 1), std=1.0),
+        )
+        self.actor = nn.Sequential(
+            layer_init(nn.Linear(obs_dim, 64)), nn.Tanh(),
+            layer_init(nn.Linear(64, 64)), nn.Tanh(),
+            layer_init(nn.Linear(64, act_dim), std=0.01),
+        )
+        if self.continuous:
+            # State-independent log-std: sigma is learned, but does not depend on s.
+            self.actor_logstd = nn.Parameter(torch.zeros(1, act_dim))
+
+    def get_value(self, x: torch.Tensor) -> torch.Tensor:
+        return self.critic(x).squeeze(-1)
+
+    def get_action_and_value(self, x: torch.Tensor, action: torch.Tensor | None = None):
+        """Sample an action (or score the given one): (action, log pi(action|x), entropy, V(x)).
+
+        The two distributions' formulas are written out: for a handful of observations, building
+        torch.distributions objects costs more than this math.
+        """
+        out = self.actor(x)
+        if self.continuous:  # Gaussian N(mu = out, sigma) with independent dimensions: sums over them
+            log_std = self.actor_logstd.expand_as(out)
+            if action is None:
+                action = out + log_std.exp() * torch.randn_like(out)
+            logprob = (-0.5 * ((action - out) / log_std.exp()) ** 2 - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+            entropy = (0.5 + 0.5 * math.log(2 * math.pi) + log_std).sum(-1)
+        else:  # categorical over the logits
+            log_probs = torch.log_softmax(out, dim=-1)
+            if action is None:
+                action = torch.multinomial(log_probs.exp(), 1).squeeze(-1)
+            logprob = log_probs.gather(-1, action.long().unsqueeze(-1)).squeeze(-1)
+            entropy = -(log_probs.exp() * log_probs).sum(-1)
+        return action, logprob, entropy, self.get_value(x)
+
+    def act_deterministic(self, x: torch.Tensor) -> torch.Tensor:
+        """The mean action (continuous) or the most probable one (discrete), for evaluation."""
+        out = self.actor(x)
+        return out if self.continuous else out.argmax(-1)
 
 
-def check_sizes(args: Args) -> Optional[str]:
-    """Why these (preset-resolved) sizes cannot work, or None if they can."""
-    for name in ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs",
-                 "eval_episodes", "torch_threads"):
-        if getattr(args, name) <= 0:
-            return f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}"
-    if args.learning_rate <= 0:
-        return f"--learning-rate must be positive, got {args.learning_rate}"
-    for name in ("gamma", "gae_lambda"):
-        if not 0 <= getattr(args, name) <= 1:
-            return f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(args, name)}"
-    batch_size = args.num_envs * args.num_steps
-    if batch_size % args.num_minibatches:
-        return (f"--num-minibatches {args.num_minibatches} does not divide the batch of "
-                f"num_envs * num_steps = {batch_size} transitions")
-    if args.total_timesteps < batch_size:
-        return f"--total-timesteps {args.total_timesteps} is smaller than one rollout of {batch_size} steps"
-    return None
-
-
-def make_env(env_id: str, idx: int, capture_video: bool, run_name: str):
-    def thunk():
-        if capture_video and idx == 0:
-            env = gym.make(env_id, render_mode="rgb_array")
-            env = gym.wrappers.RecordVideo(env, f"videos/{run_name}", disable_logger=True)
-        else:
-            env = gym.make(env_id)
-        if isinstance(env.observation_space, gym.spaces.Discrete):
-            # A Discrete(n) observation (FrozenLake's cell number) names a state, it does not measure one: feed
-            # the network a one-hot vector of n inputs, as stable-baselines3 does. For a Discrete space,
-            # FlattenObservation is exactly that one-hot encoding.
-            env = gym.wrappers.FlattenObservation(env)
-        return env
-
-    return thunk
-
-
-def is_atari(env_id: str) -> bool:
-    """Whether env_id names an Atari game. ale-py registers those ids only once imported, and this file
-    does not import it (pixels are ppo_atari.py's business), so gym.make alone says "not found"."""
-    try:
-        import ale_py
-    except ImportError:
-        return env_id.startswith("ALE/")
-    gym.register_envs(ale_py)
-    return env_id in gym.registry and str(gym.registry[env_id].entry_point).startswith("ale_py")
-
-
+# ------------------------------------------------------------------------------------------------------ the math
 def action_to_env(space: gym.Space):
     """Return the map from policy actions to env actions.
 
@@ -294,65 +287,6 @@ class RewardScaler:
         return np.clip(reward / np.sqrt(self.rms.var + 1e-8), -self.clip, self.clip)
 
 
-def layer_init(layer: nn.Linear, std: float = np.sqrt(2), bias_const: float = 0.0) -> nn.Linear:
-    """Orthogonal weights with gain `std`, zero bias: the init of the original PPO code."""
-    torch.nn.init.orthogonal_(layer.weight, std)
-    torch.nn.init.constant_(layer.bias, bias_const)
-    return layer
-
-
-class Agent(nn.Module):
-    """Separate actor and critic MLPs (64-64, tanh). The small final-layer gains make the initial policy
-    near-uniform (actor, 0.01) and the initial values near zero (critic, 1.0)."""
-
-    def __init__(self, obs_dim: int, action_space: gym.Space):
-        super().__init__()
-        self.continuous = isinstance(action_space, gym.spaces.Box)
-        act_dim = action_space.shape[0] if self.continuous else int(action_space.n)
-        self.critic = nn.Sequential(
-            layer_init(nn.Linear(obs_dim, 64)), nn.Tanh(),
-            layer_init(nn.Linear(64, 64)), nn.Tanh(),
-            layer_init(nn.Linear(64, 1), std=1.0),
-        )
-        self.actor = nn.Sequential(
-            layer_init(nn.Linear(obs_dim, 64)), nn.Tanh(),
-            layer_init(nn.Linear(64, 64)), nn.Tanh(),
-            layer_init(nn.Linear(64, act_dim), std=0.01),
-        )
-        if self.continuous:
-            # State-independent log-std: sigma is learned, but does not depend on s.
-            self.actor_logstd = nn.Parameter(torch.zeros(1, act_dim))
-
-    def get_value(self, x: torch.Tensor) -> torch.Tensor:
-        return self.critic(x).squeeze(-1)
-
-    def get_action_and_value(self, x: torch.Tensor, action: Optional[torch.Tensor] = None):
-        """Sample an action (or score the given one): (action, log pi(action|x), entropy, V(x)).
-
-        The two distributions' formulas are written out: for a handful of observations, building
-        torch.distributions objects costs more than this math.
-        """
-        out = self.actor(x)
-        if self.continuous:  # Gaussian N(mu = out, sigma) with independent dimensions: sums over them
-            log_std = self.actor_logstd.expand_as(out)
-            if action is None:
-                action = out + log_std.exp() * torch.randn_like(out)
-            logprob = (-0.5 * ((action - out) / log_std.exp()) ** 2 - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
-            entropy = (0.5 + 0.5 * math.log(2 * math.pi) + log_std).sum(-1)
-        else:  # categorical over the logits
-            log_probs = torch.log_softmax(out, dim=-1)
-            if action is None:
-                action = torch.multinomial(log_probs.exp(), 1).squeeze(-1)
-            logprob = log_probs.gather(-1, action.long().unsqueeze(-1)).squeeze(-1)
-            entropy = -(log_probs.exp() * log_probs).sum(-1)
-        return action, logprob, entropy, self.get_value(x)
-
-    def act_deterministic(self, x: torch.Tensor) -> torch.Tensor:
-        """The mean action (continuous) or the most probable one (discrete), for evaluation."""
-        out = self.actor(x)
-        return out if self.continuous else out.argmax(-1)
-
-
 def compute_gae(rewards, values, next_values, terminations, dones, gamma: float, gae_lambda: float):
     """Generalized Advantage Estimation over a rollout; every argument is a (num_steps, num_envs) array.
 
@@ -398,106 +332,12 @@ def explained_variance(predictions: np.ndarray, targets: np.ndarray) -> float:
     return float("nan") if var == 0 else float(1 - np.var(targets - predictions) / var)
 
 
-def load_checkpoint(path: str, device: torch.device):
-    """Rebuild (agent, obs normalizer, saved args dict) from a checkpoint written by --save-model.
-    weights_only=True: loading someone else's file cannot run their code. The file is read onto the CPU,
-    whatever device wrote it: the statistics become NumPy arrays, and only the network moves to `device`."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(ckpt, dict) or "args" not in ckpt:  # e.g. a state_dict saved by hand
-        raise ValueError("it holds no saved args: it was not written by --save-model")
-    saved = ckpt["args"]
-    env = make_env(saved["env_id"], 0, False, "")()
-    problem = check_spaces(env.observation_space, env.action_space)
-    if problem:  # another script's checkpoint
-        raise ValueError(f"it was trained on {saved['env_id']}: {problem}")
-    agent = Agent(env.observation_space.shape[0], env.action_space)
-    try:  # where another script's checkpoint of an env this script also plays fails
-        agent.load_state_dict(ckpt["model"])
-        obs_norm = ObsNormalizer(env.observation_space.shape, saved["obs_clip"], saved["norm_obs"])
-        obs_norm.load_state_dict(ckpt["obs_rms"])
-    except (KeyError, RuntimeError):
-        raise ValueError(f"its weights are not ppo.py's networks for {saved['env_id']}: "
-                         "another script's checkpoint?") from None
-    env.close()
-    return agent.to(device), obs_norm, saved
-
-
-def evaluate(agent: Agent, obs_norm: ObsNormalizer, saved: dict, eval_episodes: int, run_name: str,
-             capture_video: bool, device: torch.device, seed: int):
-    """Episodic returns of a loaded checkpoint's deterministic policy, statistics frozen."""
-    env = make_env(saved["env_id"], 0, capture_video, run_name)()
-    to_env = action_to_env(env.action_space)
-    returns = []
-    obs, _ = env.reset(seed=seed)
-    episode_return = 0.0
-    while len(returns) < eval_episodes:
-        with torch.no_grad():
-            x = torch.as_tensor(obs_norm(obs[None], update=False), dtype=torch.float32, device=device)
-            action = agent.act_deterministic(x)[0].cpu().numpy()
-        obs, reward, terminated, truncated, _ = env.step(to_env(action))
-        episode_return += float(reward)
-        if terminated or truncated:
-            returns.append(episode_return)
-            episode_return = 0.0
-            obs, _ = env.reset()
-    env.close()
-    return returns
-
-
-def fail(message: str):
-    """A user's mistake: one line on stderr, exit status 2, nothing written."""
-    print(f"ppo.py: error: {message}", file=sys.stderr)
-    sys.exit(2)
-
-
-def gl_failure(e: Exception) -> str | None:
-    """The one line for a MuJoCo env whose OpenGL backend cannot load, None for any other failure. MuJoCo loads
-    the backend that MUJOCO_GL names when it is imported, i.e. inside the first gym.make of a MuJoCo env."""
-    if any("gl_context" in frame.filename for frame in traceback.extract_tb(e.__traceback__)):
-        return (f"MuJoCo cannot load its OpenGL backend MUJOCO_GL={os.environ.get('MUJOCO_GL')} "
-                f"({type(e).__name__}: {e}); install that library, or set MUJOCO_GL=disable to run without video")
-    return None
-
-
-if __name__ == "__main__":
-    args = tyro.cli(Args)
-    torch.set_num_threads(max(args.torch_threads, 1))
+# --------------------------------------------------------------------------------------------- the training loop
+def train(args: Args) -> tuple[Agent, ObsNormalizer, Path]:
+    """Train on args (presets resolved) and return the agent, its observation normalizer and the run folder
+    (TensorBoard log, checkpoint). main() checks a command line first; from a notebook or a sweep:
+        agent, obs_norm, run = train(resolve_presets(Args(env_id="Hopper-v4", seed=2), continuous=True))"""
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
-    if args.capture_video and not os.environ.get("DISPLAY"):
-        os.environ.setdefault("MUJOCO_GL", "egl")  # MuJoCo's offscreen GL backend when there is no display
-
-    if args.eval_checkpoint is not None:
-        if not os.path.isfile(args.eval_checkpoint):
-            fail(f"no checkpoint at {args.eval_checkpoint}")
-        if args.eval_episodes <= 0:
-            fail(f"--eval-episodes must be positive, got {args.eval_episodes}")
-        run_name = f"{Path(args.eval_checkpoint).stem}-eval__{int(time.time())}"
-        try:
-            checkpoint = load_checkpoint(args.eval_checkpoint, device)
-        except (pickle.UnpicklingError, RuntimeError, KeyError, EOFError, ValueError) as e:
-            fail(f"cannot load checkpoint {args.eval_checkpoint}: {str(e).splitlines()[0]}")
-        except Exception as e:  # its env cannot be made on this machine
-            fail(gl_failure(e) or f"cannot make the env of checkpoint {args.eval_checkpoint}: {e}")
-        returns = evaluate(*checkpoint, args.eval_episodes, run_name, args.capture_video, device, args.seed)
-        print(f"eval: mean return {np.mean(returns):.2f} +- {np.std(returns):.2f} over {len(returns)} episodes")
-        sys.exit(0)
-
-    # Validate everything before the first file is written.
-    try:
-        probe = make_env(args.env_id, 0, False, "")()
-    except Exception as e:  # a wrong id, a missing package, a GL library MuJoCo cannot load: one line each
-        if is_atari(args.env_id):
-            fail(f"{args.env_id} is an Atari game, played from pixels: use ppo_atari.py")
-        fail(gl_failure(e) or f"cannot make env {args.env_id!r}: {e}")
-    problem = check_spaces(probe.observation_space, probe.action_space)
-    if problem:
-        fail(problem)
-    continuous = isinstance(probe.action_space, gym.spaces.Box)
-    probe.close()
-    args = resolve_presets(args, continuous)
-    problem = check_sizes(args)
-    if problem:
-        fail(problem)
     batch_size = args.num_envs * args.num_steps
     minibatch_size = batch_size // args.num_minibatches
     num_iterations = args.total_timesteps // batch_size
@@ -671,3 +511,180 @@ if __name__ == "__main__":
     writer.close()
     if args.track:
         wandb.finish()
+    return agent, obs_norm, Path("runs") / run_name
+
+
+# ------------------------------------------------- plumbing: input checks, envs, checkpoints, evaluation, errors
+def resolve_presets(args: Args, continuous: bool) -> Args:
+    """Fill every field left as None with the preset for the action space."""
+    preset = PRESETS["continuous" if continuous else "discrete"]
+    return replace(args, **{k: v for k, v in preset.items() if getattr(args, k) is None})
+
+
+def check_spaces(obs_space: gym.Space, act_space: gym.Space) -> str | None:
+    """Why ppo.py cannot run on these spaces, or None if it can."""
+    if isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) >= 2:
+        return f"image observations {obs_space.shape} need a convolutional network: use ppo_atari.py"
+    if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) != 1:
+        return f"ppo.py needs a flat Box observation space, got {obs_space}"
+    if isinstance(act_space, gym.spaces.Discrete):
+        return None
+    if isinstance(act_space, gym.spaces.Box) and len(act_space.shape) == 1:
+        return None
+    return f"ppo.py handles Discrete and 1-D Box action spaces, got {act_space}"
+
+
+def check_sizes(args: Args) -> str | None:
+    """Why these (preset-resolved) sizes cannot work, or None if they can."""
+    for name in ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs",
+                 "eval_episodes", "torch_threads"):
+        value = getattr(args, name)
+        if value is not None and value <= 0:  # None: --torch-threads left to torch
+            return f"--{name.replace('_', '-')} must be positive, got {value}"
+    if args.learning_rate <= 0:
+        return f"--learning-rate must be positive, got {args.learning_rate}"
+    for name in ("gamma", "gae_lambda"):
+        if not 0 <= getattr(args, name) <= 1:
+            return f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(args, name)}"
+    batch_size = args.num_envs * args.num_steps
+    if batch_size % args.num_minibatches:
+        return (f"--num-minibatches {args.num_minibatches} does not divide the batch of "
+                f"num_envs * num_steps = {batch_size} transitions")
+    if args.total_timesteps < batch_size:
+        return f"--total-timesteps {args.total_timesteps} is smaller than one rollout of {batch_size} steps"
+    return None
+
+
+def make_env(env_id: str, idx: int, capture_video: bool, run_name: str):
+    def thunk():
+        if capture_video and idx == 0:
+            env = gym.make(env_id, render_mode="rgb_array")
+            env = gym.wrappers.RecordVideo(env, f"videos/{run_name}", disable_logger=True)
+        else:
+            env = gym.make(env_id)
+        if isinstance(env.observation_space, gym.spaces.Discrete):
+            # A Discrete(n) observation (FrozenLake's cell number) names a state, it does not measure one: feed
+            # the network a one-hot vector of n inputs, as stable-baselines3 does. For a Discrete space,
+            # FlattenObservation is exactly that one-hot encoding.
+            env = gym.wrappers.FlattenObservation(env)
+        return env
+
+    return thunk
+
+
+def is_atari(env_id: str) -> bool:
+    """Whether env_id names an Atari game. ale-py registers those ids only once imported, and this file
+    does not import it (pixels are ppo_atari.py's business), so gym.make alone says "not found"."""
+    try:
+        import ale_py
+    except ImportError:
+        return env_id.startswith("ALE/")
+    gym.register_envs(ale_py)
+    return env_id in gym.registry and str(gym.registry[env_id].entry_point).startswith("ale_py")
+
+
+def load_checkpoint(path: str, device: torch.device):
+    """Rebuild (agent, obs normalizer, saved args dict) from a checkpoint written by --save-model.
+    weights_only=True: loading someone else's file cannot run their code. The file is read onto the CPU,
+    whatever device wrote it: the statistics become NumPy arrays, and only the network moves to `device`."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(ckpt, dict) or "args" not in ckpt:  # e.g. a state_dict saved by hand
+        raise ValueError("it holds no saved args: it was not written by --save-model")
+    saved = ckpt["args"]
+    env = make_env(saved["env_id"], 0, False, "")()
+    problem = check_spaces(env.observation_space, env.action_space)
+    if problem:  # another script's checkpoint
+        raise ValueError(f"it was trained on {saved['env_id']}: {problem}")
+    agent = Agent(env.observation_space.shape[0], env.action_space)
+    try:  # where another script's checkpoint of an env this script also plays fails
+        agent.load_state_dict(ckpt["model"])
+        obs_norm = ObsNormalizer(env.observation_space.shape, saved["obs_clip"], saved["norm_obs"])
+        obs_norm.load_state_dict(ckpt["obs_rms"])
+    except (KeyError, RuntimeError):
+        raise ValueError(f"its weights are not ppo.py's networks for {saved['env_id']}: "
+                         "another script's checkpoint?") from None
+    env.close()
+    return agent.to(device), obs_norm, saved
+
+
+def evaluate(agent: Agent, obs_norm: ObsNormalizer, saved: dict, eval_episodes: int, run_name: str,
+             capture_video: bool, device: torch.device, seed: int):
+    """Episodic returns of a loaded checkpoint's deterministic policy, statistics frozen."""
+    env = make_env(saved["env_id"], 0, capture_video, run_name)()
+    to_env = action_to_env(env.action_space)
+    returns = []
+    obs, _ = env.reset(seed=seed)
+    episode_return = 0.0
+    while len(returns) < eval_episodes:
+        with torch.no_grad():
+            x = torch.as_tensor(obs_norm(obs[None], update=False), dtype=torch.float32, device=device)
+            action = agent.act_deterministic(x)[0].cpu().numpy()
+        obs, reward, terminated, truncated, _ = env.step(to_env(action))
+        episode_return += float(reward)
+        if terminated or truncated:
+            returns.append(episode_return)
+            episode_return = 0.0
+            obs, _ = env.reset()
+    env.close()
+    return returns
+
+
+def fail(message: str):
+    """A user's mistake: one line on stderr, exit status 2, nothing written."""
+    print(f"ppo.py: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def gl_failure(e: Exception) -> str | None:
+    """The one line for a MuJoCo env whose OpenGL backend cannot load, None for any other failure. MuJoCo loads
+    the backend that MUJOCO_GL names when it is imported, i.e. inside the first gym.make of a MuJoCo env."""
+    if any("gl_context" in frame.filename for frame in traceback.extract_tb(e.__traceback__)):
+        return (f"MuJoCo cannot load its OpenGL backend MUJOCO_GL={os.environ.get('MUJOCO_GL')} "
+                f"({type(e).__name__}: {e}); install that library, or set MUJOCO_GL=disable to run without video")
+    return None
+
+
+def main():
+    """The command line: evaluate a checkpoint or train, each input checked before the first file is written."""
+    args = tyro.cli(Args)
+    if args.torch_threads is not None:
+        torch.set_num_threads(max(args.torch_threads, 1))
+    if args.capture_video and not os.environ.get("DISPLAY"):
+        os.environ.setdefault("MUJOCO_GL", "egl")  # MuJoCo's offscreen GL backend when there is no display
+
+    if args.eval_checkpoint is not None:
+        device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+        if not os.path.isfile(args.eval_checkpoint):
+            fail(f"no checkpoint at {args.eval_checkpoint}")
+        if args.eval_episodes <= 0:
+            fail(f"--eval-episodes must be positive, got {args.eval_episodes}")
+        run_name = f"{Path(args.eval_checkpoint).stem}-eval__{int(time.time())}"
+        try:
+            checkpoint = load_checkpoint(args.eval_checkpoint, device)
+        except (pickle.UnpicklingError, RuntimeError, KeyError, EOFError, ValueError) as e:
+            fail(f"cannot load checkpoint {args.eval_checkpoint}: {str(e).splitlines()[0]}")
+        except Exception as e:  # its env cannot be made on this machine
+            fail(gl_failure(e) or f"cannot make the env of checkpoint {args.eval_checkpoint}: {e}")
+        returns = evaluate(*checkpoint, args.eval_episodes, run_name, args.capture_video, device, args.seed)
+        print(f"eval: mean return {np.mean(returns):.2f} +- {np.std(returns):.2f} over {len(returns)} episodes")
+        return
+    try:
+        probe = make_env(args.env_id, 0, False, "")()
+    except Exception as e:  # a wrong id, a missing package, a GL library MuJoCo cannot load: one line each
+        if is_atari(args.env_id):
+            fail(f"{args.env_id} is an Atari game, played from pixels: use ppo_atari.py")
+        fail(gl_failure(e) or f"cannot make env {args.env_id!r}: {e}")
+    problem = check_spaces(probe.observation_space, probe.action_space)
+    if problem:
+        fail(problem)
+    continuous = isinstance(probe.action_space, gym.spaces.Box)
+    probe.close()
+    args = resolve_presets(args, continuous)
+    problem = check_sizes(args)
+    if problem:
+        fail(problem)
+    train(args)
+
+
+if __name__ == "__main__":
+    main()

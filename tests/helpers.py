@@ -37,22 +37,40 @@ def run_ok(script: str, *flags: str, cwd: Path, **kwargs) -> subprocess.Complete
 
 
 def run_in_process(script: str, *flags: str, cwd: Path, monkeypatch) -> dict:
-    """Run `python SCRIPT FLAGS... --no-cuda` inside this process (in `cwd`, offline) and return the script's globals
-    when it ends: the training loop's own objects (its replay buffer, its noise process, its last step's variables),
-    which a test can inspect where a separate process would only leave logs. On the CPU even on a GPU machine, so
-    that a test can feed the loop's networks its own tensors (the tests that run scripts as users do cover CUDA).
-    The torch thread count and float32 product route (ddpg_continuous.py sets one) are restored after."""
+    """Run `python SCRIPT FLAGS... --no-cuda` inside this process (in `cwd`, offline) and return the local variables
+    of the script's train() as it returns: the training loop's own objects (its replay buffer, its noise process, its
+    last step's variables), which a test can inspect where a separate process would only leave logs. On the CPU even
+    on a GPU machine, so that a test can feed the loop's networks its own tensors (the tests that run scripts as users
+    do cover CUDA). The torch thread count and float32 product route (ddpg_continuous.py sets one) are restored after."""
     cwd.mkdir(parents=True, exist_ok=True)
     monkeypatch.chdir(cwd)
     monkeypatch.setattr(sys, "argv", [str(REPO / script), *flags, "--no-cuda"])
     for name, value in script_env().items():
         monkeypatch.setenv(name, value)
     threads, route = torch.get_num_threads(), torch.backends.mkldnn.matmul.fp32_precision
+    module = runpy.run_path(str(REPO / script), run_name="run_in_process")  # defines the script's functions only
+    train_code, loop = module["train"].__code__, {}
+
+    def in_train(frame, event, arg):  # train()'s own hook: keeps following it, takes its locals as it returns
+        if event == "return":
+            loop.update(frame.f_locals)
+        return in_train
+
+    def on_call(frame, event, arg):  # sys.settrace's hook for each new frame: only train()'s is followed
+        if frame.f_code is not train_code:
+            return None
+        frame.f_trace_lines = False  # its return, not each of its lines
+        return in_train
+
+    sys.settrace(on_call)
     try:
-        return runpy.run_path(str(REPO / script), run_name="__main__")
+        module["main"]()
     finally:
+        sys.settrace(None)
         torch.set_num_threads(threads)
         torch.backends.mkldnn.matmul.fp32_precision = route
+    assert loop, f"{script} returned without training"
+    return loop
 
 
 def spy(monkeypatch, owner, name: str) -> list:
