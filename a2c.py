@@ -42,7 +42,7 @@ behind `--optimizer adam`, learning-rate annealing behind `--anneal-lr`. Hyperpa
 command line come from a preset for the env's action space (see PRESETS), which follow rl-baselines3-zoo's
 A2C hyperparameters: its CartPole-v1 entry for discrete actions, its MuJoCo (-v4) entries for continuous
 ones (with observation normalization and reward scaling, Engstrom et al. 2020,
-https://arxiv.org/abs/2005.12729), but with 8 envs where those have one (measured 5x faster; see PRESETS).
+https://arxiv.org/abs/2005.12729), but with 8 envs where those have one.
 
 Episode ends on gymnasium 1.x: an episode that *terminated* (the pole fell) has no future, so its last
 step does not bootstrap; an episode that was *truncated* by a time limit would have gone on, so its last
@@ -68,7 +68,7 @@ import traceback
 from collections import deque
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal
 
 import gymnasium as gym
 import numpy as np
@@ -87,13 +87,13 @@ class Args:
     """if toggled, `torch.backends.cudnn.deterministic=True`"""
     cuda: bool = True
     """if toggled, cuda is used when available"""
-    torch_threads: int = 1
-    """CPU threads for torch: small MLPs run fastest on one (more threads only add overhead)"""
+    torch_threads: int | None = 1
+    """CPU threads for torch (None: torch's choice); small MLPs run fastest on one (more threads only add overhead)"""
     track: bool = False
     """if toggled, the run is tracked with Weights & Biases (WANDB_MODE=offline works without network)"""
     wandb_project_name: str = "single-file-rl"
     """the Weights & Biases project name"""
-    wandb_entity: Optional[str] = None
+    wandb_entity: str | None = None
     """the Weights & Biases entity (team)"""
     capture_video: bool = False
     """if toggled, record videos of env 0 under `videos/{run_name}`"""
@@ -101,15 +101,14 @@ class Args:
     """if toggled, save a checkpoint to `runs/{run_name}/{exp_name}.pt` and evaluate it after training"""
     eval_episodes: int = 10
     """episodes of the deterministic policy when evaluating a checkpoint"""
-    eval_checkpoint: Optional[str] = None
+    eval_checkpoint: str | None = None
     """path of a checkpoint to evaluate (and film, with --capture-video) instead of training"""
 
     # Algorithm arguments. `None` means: take the value from PRESETS for the env's action space.
     env_id: str = "CartPole-v1"
     """the id of the environment"""
-    total_timesteps: Optional[int] = None
-    """total env steps of the experiment, summed over envs (preset: 500k discrete as rl-baselines3-zoo's A2C
-    CartPole-v1, 1M continuous as its MuJoCo entries)"""
+    total_timesteps: int | None = None
+    """total env steps of the experiment, summed over envs (preset: 500k discrete, 1M continuous)"""
     learning_rate: float = 7e-4
     """the learning rate of the optimizer"""
     num_envs: int = 8
@@ -132,10 +131,9 @@ class Args:
     """coefficient of the value function loss"""
     max_grad_norm: float = 0.5
     """the maximum norm for the global gradient clipping"""
-    norm_obs: Optional[bool] = None
-    """normalize observations by a running mean and std (preset: off discrete, on continuous: the zoo's A2C
-    `normalize` for CartPole-v1 and MuJoCo)"""
-    norm_reward: Optional[bool] = None
+    norm_obs: bool | None = None
+    """normalize observations by a running mean and std (preset: off discrete, on continuous)"""
+    norm_reward: bool | None = None
     """scale rewards by the running std of the discounted return (preset: off discrete, on continuous)"""
     obs_clip: float = 10.0
     """normalized observations are clipped to [-obs_clip, obs_clip]"""
@@ -149,75 +147,79 @@ PRESETS = {
     "discrete": dict(total_timesteps=500_000, norm_obs=False, norm_reward=False),
     # rl-baselines3-zoo's A2C MuJoCo entries (Hopper-v4, HalfCheetah-v4, ...): the same defaults with
     # `normalize: true` (observation normalization and reward scaling), 1M steps. One change: 8 envs (Args'
-    # default) where the zoo has 1, because one env is 5x slower here (Hopper-v4: 371 against 1857 SPS, both on a loaded
-    # 2-core machine): with one env, a gradient step every 5 env steps costs more than the steps.
+    # default) where the zoo has 1: with one env, a gradient step every 5 env steps costs more than the steps.
     "continuous": dict(total_timesteps=1_000_000, norm_obs=True, norm_reward=True),
 }
 
 
-def resolve_presets(args: Args, continuous: bool) -> Args:
-    """Fill every field left as None with the preset for the action space."""
-    preset = PRESETS["continuous" if continuous else "discrete"]
-    return replace(args, **{k: v for k, v in preset.items() if getattr(args, k) is None})
+# -------------------------------------------------------------------------------------------------- the networks
+def layer_init(layer: nn.Linear, std: float = np.sqrt(2), bias_const: float = 0.0) -> nn.Linear:
+    """Orthogonal weights with gain `std`, zero bias: the init of OpenAI Baselines' A2C and of SB3."""
+    torch.nn.init.orthogonal_(layer.weight, std)
+    torch.nn.init.constant_(layer.bias, bias_const)
+    return layer
 
 
-def check_spaces(obs_space: gym.Space, act_space: gym.Space) -> Optional[str]:
-    """Why a2c.py cannot run on these spaces, or None if it can."""
-    if isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) >= 2:
-        return f"image observations {obs_space.shape} need a convolutional network: use ppo_atari.py"
-    if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) != 1:
-        return f"a2c.py needs a flat Box observation space, got {obs_space}"
-    if isinstance(act_space, gym.spaces.Discrete):
-        return None
-    if isinstance(act_space, gym.spaces.Box) and len(act_space.shape) == 1:
-        return None
-    return f"a2c.py handles Discrete and 1-D Box action spaces, got {act_space}"
+class Agent(nn.Module):
+    """Separate actor and critic MLPs (64-64, tanh). The small final-layer gains make the initial policy
+    near-uniform (actor, 0.01) and the initial values near zero (critic, 1.0)."""
+
+    def __init__(self, obs_dim: int, action_space: gym.Space):
+        super().__init__()
+        self.continuous = isinstance(action_space, gym.spaces.Box)
+        act_dim = action_space.shape[0] if self.continuous else int(action_space.n)
+        self.critic = nn.Sequential(
+            layer_init(nn.Linear(obs_dim, 64)), nn.Tanh(),
+            layer_init(nn.Linear(64, 64)), nn.Tanh(),
+            layer_init(nn.Linear(64, 1), std=1.0),
+        )
+        self.actor = nn.Sequential(
+            layer_init(nn.Linear(obs_dim, 64)), nn.Tanh(),
+            layer_init(nn.Linear(64, 64)), nn.Tanh(),
+            layer_init(nn.Linear(64, act_dim), std=0.01),
+        )
+        if self.continuous:
+            # State-independent log-std: sigma is learned, but does not depend on s.
+            self.actor_logstd = nn.Parameter(torch.zeros(1, act_dim))
+
+    def get_value(self, x: torch.Tensor) -> torch.Tensor:
+        return self.critic(x).squeeze(-1)
+
+    def sample_action_and_value(self, x: torch.Tensor):
+        """Acting in the rollout: an action drawn from pi(.|x), and V(x). Unlike PPO, A2C keeps nothing else
+        of the acting policy: its one update per rollout recomputes log pi(a|s), with gradients."""
+        out = self.actor(x)
+        if self.continuous:  # Gaussian N(mu = out, sigma)
+            action = out + self.actor_logstd.exp() * torch.randn_like(out)
+        else:  # Gumbel-max trick: argmax(logits + Gumbel(0, 1) noise) is a draw from softmax(logits). For a few
+            # rows, these elementwise ops on the logits cost less than a softmax and torch.multinomial's call.
+            action = (out - torch.log(-torch.log(torch.rand_like(out)))).argmax(-1)
+        return action, self.get_value(x)
+
+    def evaluate_actions(self, x: torch.Tensor, action: torch.Tensor):
+        """(log pi(action|x), entropy of pi(.|x), V(x)) for the update.
+
+        The two distributions' formulas are written out: for a handful of observations, building
+        torch.distributions objects costs more than this math.
+        """
+        out = self.actor(x)
+        if self.continuous:  # Gaussian N(mu = out, sigma) with independent dimensions: sums over them
+            log_std = self.actor_logstd.expand_as(out)
+            logprob = (-0.5 * ((action - out) / log_std.exp()) ** 2 - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+            entropy = (0.5 + 0.5 * math.log(2 * math.pi) + log_std).sum(-1)
+        else:  # categorical over the logits
+            log_probs = torch.log_softmax(out, dim=-1)
+            logprob = log_probs.gather(-1, action.long().unsqueeze(-1)).squeeze(-1)
+            entropy = -(log_probs.exp() * log_probs).sum(-1)
+        return logprob, entropy, self.get_value(x)
+
+    def act_deterministic(self, x: torch.Tensor) -> torch.Tensor:
+        """The mean action (continuous) or the most probable one (discrete), for evaluation."""
+        out = self.actor(x)
+        return out if self.continuous else out.argmax(-1)
 
 
-def check_sizes(args: Args) -> Optional[str]:
-    """Why these (preset-resolved) sizes cannot work, or None if they can."""
-    for name in ("total_timesteps", "num_envs", "num_steps", "eval_episodes", "torch_threads"):
-        if getattr(args, name) <= 0:
-            return f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}"
-    if args.learning_rate <= 0:
-        return f"--learning-rate must be positive, got {args.learning_rate}"
-    for name in ("gamma", "gae_lambda"):
-        if not 0 <= getattr(args, name) <= 1:
-            return f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(args, name)}"
-    batch_size = args.num_envs * args.num_steps
-    if args.total_timesteps < batch_size:
-        return f"--total-timesteps {args.total_timesteps} is smaller than one rollout of {batch_size} steps"
-    return None
-
-
-def make_env(env_id: str, idx: int, capture_video: bool, run_name: str):
-    def thunk():
-        if capture_video and idx == 0:
-            env = gym.make(env_id, render_mode="rgb_array")
-            env = gym.wrappers.RecordVideo(env, f"videos/{run_name}", disable_logger=True)
-        else:
-            env = gym.make(env_id)
-        if isinstance(env.observation_space, gym.spaces.Discrete):
-            # A Discrete(n) observation (FrozenLake's cell number) names a state, it does not measure one: feed
-            # the network a one-hot vector of n inputs, as stable-baselines3 does. For a Discrete space,
-            # FlattenObservation is exactly that one-hot encoding.
-            env = gym.wrappers.FlattenObservation(env)
-        return env
-
-    return thunk
-
-
-def is_atari(env_id: str) -> bool:
-    """Whether env_id names an Atari game. ale-py registers those ids only once imported, and this file
-    does not import it (pixels are ppo_atari.py's business), so gym.make alone says "not found"."""
-    try:
-        import ale_py
-    except ImportError:
-        return env_id.startswith("ALE/")
-    gym.register_envs(ale_py)
-    return env_id in gym.registry and str(gym.registry[env_id].entry_point).startswith("ale_py")
-
-
+# ------------------------------------------------------------------------------------------------------ the math
 def action_to_env(space: gym.Space):
     """Return the map from policy actions to env actions.
 
@@ -295,72 +297,6 @@ class RewardScaler:
         return np.clip(reward / np.sqrt(self.rms.var + 1e-8), -self.clip, self.clip)
 
 
-def layer_init(layer: nn.Linear, std: float = np.sqrt(2), bias_const: float = 0.0) -> nn.Linear:
-    """Orthogonal weights with gain `std`, zero bias: the init of OpenAI Baselines' A2C and of SB3."""
-    torch.nn.init.orthogonal_(layer.weight, std)
-    torch.nn.init.constant_(layer.bias, bias_const)
-    return layer
-
-
-class Agent(nn.Module):
-    """Separate actor and critic MLPs (64-64, tanh). The small final-layer gains make the initial policy
-    near-uniform (actor, 0.01) and the initial values near zero (critic, 1.0)."""
-
-    def __init__(self, obs_dim: int, action_space: gym.Space):
-        super().__init__()
-        self.continuous = isinstance(action_space, gym.spaces.Box)
-        act_dim = action_space.shape[0] if self.continuous else int(action_space.n)
-        self.critic = nn.Sequential(
-            layer_init(nn.Linear(obs_dim, 64)), nn.Tanh(),
-            layer_init(nn.Linear(64, 64)), nn.Tanh(),
-            layer_init(nn.Linear(64, 1), std=1.0),
-        )
-        self.actor = nn.Sequential(
-            layer_init(nn.Linear(obs_dim, 64)), nn.Tanh(),
-            layer_init(nn.Linear(64, 64)), nn.Tanh(),
-            layer_init(nn.Linear(64, act_dim), std=0.01),
-        )
-        if self.continuous:
-            # State-independent log-std: sigma is learned, but does not depend on s.
-            self.actor_logstd = nn.Parameter(torch.zeros(1, act_dim))
-
-    def get_value(self, x: torch.Tensor) -> torch.Tensor:
-        return self.critic(x).squeeze(-1)
-
-    def sample_action_and_value(self, x: torch.Tensor):
-        """Acting in the rollout: an action drawn from pi(.|x), and V(x). Unlike PPO, A2C keeps nothing else
-        of the acting policy: its one update per rollout recomputes log pi(a|s), with gradients."""
-        out = self.actor(x)
-        if self.continuous:  # Gaussian N(mu = out, sigma)
-            action = out + self.actor_logstd.exp() * torch.randn_like(out)
-        else:  # Gumbel-max trick: argmax(logits + Gumbel(0, 1) noise) is a draw from softmax(logits). For a few
-            # rows it costs a fraction of torch.multinomial (in cProfile about 70 us a call, 5% of a step).
-            action = (out - torch.log(-torch.log(torch.rand_like(out)))).argmax(-1)
-        return action, self.get_value(x)
-
-    def evaluate_actions(self, x: torch.Tensor, action: torch.Tensor):
-        """(log pi(action|x), entropy of pi(.|x), V(x)) for the update.
-
-        The two distributions' formulas are written out: building torch.distributions objects costs more
-        than this math.
-        """
-        out = self.actor(x)
-        if self.continuous:  # Gaussian N(mu = out, sigma) with independent dimensions: sums over them
-            log_std = self.actor_logstd.expand_as(out)
-            logprob = (-0.5 * ((action - out) / log_std.exp()) ** 2 - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
-            entropy = (0.5 + 0.5 * math.log(2 * math.pi) + log_std).sum(-1)
-        else:  # categorical over the logits
-            log_probs = torch.log_softmax(out, dim=-1)
-            logprob = log_probs.gather(-1, action.long().unsqueeze(-1)).squeeze(-1)
-            entropy = -(log_probs.exp() * log_probs).sum(-1)
-        return logprob, entropy, self.get_value(x)
-
-    def act_deterministic(self, x: torch.Tensor) -> torch.Tensor:
-        """The mean action (continuous) or the most probable one (discrete), for evaluation."""
-        out = self.actor(x)
-        return out if self.continuous else out.argmax(-1)
-
-
 def compute_gae(rewards, values, next_values, terminations, dones, gamma: float, gae_lambda: float):
     """Generalized Advantage Estimation over a rollout; every argument is a (num_steps, num_envs) array.
 
@@ -389,9 +325,9 @@ def policy_gradient_loss(logprob: torch.Tensor, advantages: torch.Tensor) -> tor
     return -(logprob * advantages).mean()
 
 
-def value_loss(new_values: torch.Tensor, returns: torch.Tensor) -> torch.Tensor:
-    """Mean squared error to the n-step returns, as stable-baselines3's A2C (no factor 0.5: --vf-coef 0.5
-    puts it back, as in OpenAI Baselines)."""
+def mean_squared_error(new_values: torch.Tensor, returns: torch.Tensor) -> torch.Tensor:
+    """The value loss: the mean squared error to the n-step returns, as stable-baselines3's A2C. Unlike ppo.py's
+    value_loss it has no factor 0.5: --vf-coef 0.5 puts it back, as in OpenAI Baselines."""
     return ((new_values - returns) ** 2).mean()
 
 
@@ -399,6 +335,239 @@ def explained_variance(predictions: np.ndarray, targets: np.ndarray) -> float:
     """1 - Var[targets - predictions] / Var[targets]: 1 is a perfect critic, 0 no better than a constant."""
     var = np.var(targets)
     return float("nan") if var == 0 else float(1 - np.var(targets - predictions) / var)
+
+
+# --------------------------------------------------------------------------------------------- the training loop
+def train(args: Args) -> tuple[Agent, ObsNormalizer, Path]:
+    """Train on args (presets resolved) and return the agent, its observation normalizer and the run folder
+    (TensorBoard log, checkpoint). main() checks a command line first; from a notebook or a sweep:
+        agent, obs_norm, run = train(resolve_presets(Args(env_id="Hopper-v4", seed=2), continuous=True))"""
+    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+    batch_size = args.num_envs * args.num_steps
+    num_iterations = args.total_timesteps // batch_size
+
+    run_name = f"{args.env_id.replace('/', '-').replace(':', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    if args.track:
+        import wandb
+
+        try:
+            wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, sync_tensorboard=True,
+                       config=vars(args), name=run_name, save_code=True, settings=wandb.Settings(init_timeout=60))
+        except Exception as e:  # no network or no login: say so instead of a traceback
+            fail(f"Weights & Biases did not start ({str(e).splitlines()[0]}); WANDB_MODE=offline logs locally")
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(f"runs/{run_name}")
+    writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in vars(args).items()))
+
+    # Seeding: same seed, same numbers on the CPU.
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+
+    # Env setup. SAME_STEP autoreset: a finished env is reset inside the step that ended it, and its real
+    # final observation comes back in infos["final_obs"] (see the module docstring).
+    envs = gym.vector.SyncVectorEnv(
+        [make_env(args.env_id, i, args.capture_video, run_name) for i in range(args.num_envs)],
+        autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
+    )
+    envs.action_space.seed(args.seed)
+    obs_shape, action_shape = envs.single_observation_space.shape, envs.single_action_space.shape
+    to_env = action_to_env(envs.single_action_space)
+    obs_norm = ObsNormalizer(obs_shape, args.obs_clip, args.norm_obs)
+    reward_scaler = RewardScaler(args.num_envs, args.gamma, args.reward_clip, args.norm_reward)
+
+    agent = Agent(obs_shape[0], envs.single_action_space).to(device)
+    # RMSprop (eps 1e-5 as SB3, not torch's 1e-8) has no fused kernel: foreach batches all parameter tensors' updates.
+    if args.optimizer == "rmsprop":
+        optimizer = torch.optim.RMSprop(agent.parameters(), lr=args.learning_rate, alpha=0.99, eps=1e-5, foreach=True)
+    else:  # fused: one kernel for the whole parameter update instead of a loop of small ops per tensor
+        optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)
+
+    # Rollout storage, allocated once. It lives in NumPy on the CPU: the env speaks NumPy, and writing a row
+    # of a NumPy array costs a fraction of a tensor's. The update moves the whole batch to the device once.
+    obs = np.zeros((args.num_steps, args.num_envs) + obs_shape, np.float32)
+    actions = np.zeros((args.num_steps, args.num_envs) + action_shape, np.float32)
+    rewards = np.zeros((args.num_steps, args.num_envs), np.float32)
+    values = np.zeros_like(rewards)
+    final_values = np.zeros_like(rewards)  # V(final obs) where an episode was truncated
+    terminations = np.zeros_like(rewards)
+    dones = np.zeros_like(rewards)
+
+    global_step = 0
+    start_time = time.time()
+    # Episode statistics of the env's own (unscaled) rewards, summed here rather than by gymnasium's
+    # RecordEpisodeStatistics wrapper (a few array operations instead of its per-step bookkeeping), and written
+    # to TensorBoard with the progress line rather than as episodes end: the writer's thread wakes up for
+    # every scalar and takes the GIL.
+    episode_returns, episode_lengths = np.zeros(args.num_envs), np.zeros(args.num_envs, np.int64)
+    finished = []  # (global_step, return, length) of the episodes not yet written
+    recent_returns = deque(maxlen=10)
+    print_every = max(1, num_iterations // 50)
+    # An iteration is only num_envs * num_steps env steps (40 by default): the losses go to TensorBoard every
+    # log_every iterations, as SB3's A2C logs every 100 updates, and not every iteration (see the note above).
+    log_every = 100
+    next_obs, _ = envs.reset(seed=args.seed)
+    next_obs = obs_norm(next_obs)
+
+    for iteration in range(1, num_iterations + 1):
+        if args.anneal_lr:
+            optimizer.param_groups[0]["lr"] = (1.0 - (iteration - 1.0) / num_iterations) * args.learning_rate
+
+        # 1. Roll out the current policy.
+        for step in range(args.num_steps):
+            global_step += args.num_envs
+            obs[step] = next_obs
+            with torch.inference_mode():
+                action, value = agent.sample_action_and_value(torch.as_tensor(obs[step], device=device))
+            action = action.cpu().numpy()
+            actions[step], values[step] = action, value.cpu().numpy()
+
+            raw_obs, reward, terminated, truncated, infos = envs.step(to_env(action))
+            done = terminated | truncated
+            next_obs = obs_norm(raw_obs)
+            rewards[step], terminations[step], dones[step] = reward_scaler(reward, done), terminated, done
+            if truncated.any():
+                # The episode was cut, not finished: bootstrap from its real final observation (normalized
+                # with the current statistics, which it must not update: it is not a state the agent acts in).
+                final_obs = obs_norm(np.stack(infos["final_obs"][truncated]), update=False)
+                with torch.inference_mode():
+                    final_value = agent.get_value(torch.as_tensor(final_obs, dtype=torch.float32, device=device))
+                final_values[step, truncated] = final_value.cpu().numpy()
+
+            episode_returns += reward
+            episode_lengths += 1
+            for i in np.flatnonzero(done):  # SAME_STEP: env i starts afresh next step
+                finished.append((global_step, float(episode_returns[i]), int(episode_lengths[i])))
+                recent_returns.append(float(episode_returns[i]))
+                episode_returns[i], episode_lengths[i] = 0.0, 0
+
+        # 2. Advantages. After an episode's end the next value is V(final obs) (0 if it terminated:
+        # compute_gae masks it); otherwise it is the value of the next stored observation.
+        with torch.inference_mode():
+            last_value = agent.get_value(torch.as_tensor(next_obs, dtype=torch.float32, device=device)).cpu().numpy()
+        next_values = np.where(dones.astype(bool), final_values, np.concatenate([values[1:], last_value[None]]))
+        advantages, returns = compute_gae(rewards, values, next_values, terminations, dones,
+                                          args.gamma, args.gae_lambda)
+        final_values[:] = 0.0
+
+        # 3. One gradient step on the whole rollout, then thrown away: the next rollout comes from the updated policy.
+        b_obs, b_actions, b_advantages, b_returns = (
+            torch.as_tensor(a.reshape((batch_size,) + a.shape[2:]), device=device)
+            for a in (obs, actions, advantages, returns))
+        new_logprob, entropy, new_value = agent.evaluate_actions(b_obs, b_actions)
+        if args.norm_adv:
+            b_advantages = (b_advantages - b_advantages.mean()) / (b_advantages.std() + 1e-8)
+        pg_loss = policy_gradient_loss(new_logprob, b_advantages)
+        v_loss = mean_squared_error(new_value, b_returns)
+        entropy_loss = entropy.mean()
+        loss = pg_loss - args.ent_coef * entropy_loss + args.vf_coef * v_loss
+
+        optimizer.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm, foreach=True)
+        optimizer.step()
+
+        sps = int(global_step / (time.time() - start_time))
+        if iteration % log_every == 0 or iteration == num_iterations:
+            writer.add_scalar("charts/learning_rate", optimizer.param_groups[0]["lr"], global_step)
+            writer.add_scalar("losses/value_loss", v_loss.item(), global_step)
+            writer.add_scalar("losses/policy_loss", pg_loss.item(), global_step)
+            writer.add_scalar("losses/entropy", entropy_loss.item(), global_step)
+            writer.add_scalar("losses/explained_variance", explained_variance(values, returns), global_step)
+            writer.add_scalar("charts/SPS", sps, global_step)
+        if iteration % print_every == 0 or iteration == num_iterations:
+            for end_step, episodic_return, episodic_length in finished:
+                writer.add_scalar("charts/episodic_return", episodic_return, end_step)
+                writer.add_scalar("charts/episodic_length", episodic_length, end_step)
+            finished.clear()
+            mean_return = f"{np.mean(recent_returns):.1f}" if recent_returns else "n/a"
+            elapsed = time.time() - start_time
+            remaining = elapsed * (num_iterations - iteration) / iteration
+            print(f"step {global_step}/{args.total_timesteps} | SPS {sps} | return {mean_return} (last 10 episodes)"
+                  f" | {elapsed:.0f}s elapsed, ~{remaining:.0f}s left", flush=True)
+
+    envs.close()
+    if args.save_model:
+        model_path = f"runs/{run_name}/{args.exp_name}.pt"
+        torch.save({"model": agent.state_dict(), "obs_rms": obs_norm.state_dict(), "args": asdict(args)}, model_path)
+        print(f"model saved to {model_path}")
+        # Evaluate what was written, not the object in memory: this also proves the checkpoint round-trips.
+        episodic_returns = evaluate(*load_checkpoint(model_path, device), args.eval_episodes, f"{run_name}-eval",
+                                    args.capture_video, device, args.seed)
+        for idx, episodic_return in enumerate(episodic_returns):
+            writer.add_scalar("eval/episodic_return", episodic_return, idx)
+        print(f"eval: mean return {np.mean(episodic_returns):.2f} over {len(episodic_returns)} episodes")
+    writer.close()
+    if args.track:
+        wandb.finish()
+    return agent, obs_norm, Path("runs") / run_name
+
+
+# ------------------------------------------------- plumbing: input checks, envs, checkpoints, evaluation, errors
+def resolve_presets(args: Args, continuous: bool) -> Args:
+    """Fill every field left as None with the preset for the action space."""
+    preset = PRESETS["continuous" if continuous else "discrete"]
+    return replace(args, **{k: v for k, v in preset.items() if getattr(args, k) is None})
+
+
+def check_spaces(obs_space: gym.Space, act_space: gym.Space) -> str | None:
+    """Why a2c.py cannot run on these spaces, or None if it can."""
+    if isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) >= 2:
+        return f"image observations {obs_space.shape} need a convolutional network: use ppo_atari.py"
+    if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) != 1:
+        return f"a2c.py needs a flat Box observation space, got {obs_space}"
+    if isinstance(act_space, gym.spaces.Discrete):
+        return None
+    if isinstance(act_space, gym.spaces.Box) and len(act_space.shape) == 1:
+        return None
+    return f"a2c.py handles Discrete and 1-D Box action spaces, got {act_space}"
+
+
+def check_sizes(args: Args) -> str | None:
+    """Why these (preset-resolved) sizes cannot work, or None if they can."""
+    for name in ("total_timesteps", "num_envs", "num_steps", "eval_episodes", "torch_threads"):
+        value = getattr(args, name)
+        if value is not None and value <= 0:  # None: --torch-threads left to torch
+            return f"--{name.replace('_', '-')} must be positive, got {value}"
+    if args.learning_rate <= 0:
+        return f"--learning-rate must be positive, got {args.learning_rate}"
+    for name in ("gamma", "gae_lambda"):
+        if not 0 <= getattr(args, name) <= 1:
+            return f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(args, name)}"
+    batch_size = args.num_envs * args.num_steps
+    if args.total_timesteps < batch_size:
+        return f"--total-timesteps {args.total_timesteps} is smaller than one rollout of {batch_size} steps"
+    return None
+
+
+def make_env(env_id: str, idx: int, capture_video: bool, run_name: str):
+    def thunk():
+        if capture_video and idx == 0:
+            env = gym.make(env_id, render_mode="rgb_array")
+            env = gym.wrappers.RecordVideo(env, f"videos/{run_name}", disable_logger=True)
+        else:
+            env = gym.make(env_id)
+        if isinstance(env.observation_space, gym.spaces.Discrete):
+            # A Discrete(n) observation (FrozenLake's cell number) names a state, it does not measure one: feed
+            # the network a one-hot vector of n inputs, as stable-baselines3 does. For a Discrete space,
+            # FlattenObservation is exactly that one-hot encoding.
+            env = gym.wrappers.FlattenObservation(env)
+        return env
+
+    return thunk
+
+
+def is_atari(env_id: str) -> bool:
+    """Whether env_id names an Atari game. ale-py registers those ids only once imported, and this file
+    does not import it (pixels are ppo_atari.py's business), so gym.make alone says "not found"."""
+    try:
+        import ale_py
+    except ImportError:
+        return env_id.startswith("ALE/")
+    gym.register_envs(ale_py)
+    return env_id in gym.registry and str(gym.registry[env_id].entry_point).startswith("ale_py")
 
 
 def load_checkpoint(path: str, device: torch.device):
@@ -462,14 +631,16 @@ def gl_failure(e: Exception) -> str | None:
     return None
 
 
-if __name__ == "__main__":
+def main():
+    """The command line: evaluate a checkpoint or train, each input checked before the first file is written."""
     args = tyro.cli(Args)
-    torch.set_num_threads(max(args.torch_threads, 1))
-    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+    if args.torch_threads is not None:
+        torch.set_num_threads(max(args.torch_threads, 1))
     if args.capture_video and not os.environ.get("DISPLAY"):
         os.environ.setdefault("MUJOCO_GL", "egl")  # MuJoCo's offscreen GL backend when there is no display
 
     if args.eval_checkpoint is not None:
+        device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
         if not os.path.isfile(args.eval_checkpoint):
             fail(f"no checkpoint at {args.eval_checkpoint}")
         if args.eval_episodes <= 0:
@@ -483,9 +654,7 @@ if __name__ == "__main__":
             fail(gl_failure(e) or f"cannot make the env of checkpoint {args.eval_checkpoint}: {e}")
         returns = evaluate(*checkpoint, args.eval_episodes, run_name, args.capture_video, device, args.seed)
         print(f"eval: mean return {np.mean(returns):.2f} +- {np.std(returns):.2f} over {len(returns)} episodes")
-        sys.exit(0)
-
-    # Validate everything before the first file is written.
+        return
     try:
         probe = make_env(args.env_id, 0, False, "")()
     except Exception as e:  # a wrong id, a missing package, a GL library MuJoCo cannot load: one line each
@@ -501,165 +670,8 @@ if __name__ == "__main__":
     problem = check_sizes(args)
     if problem:
         fail(problem)
-    batch_size = args.num_envs * args.num_steps
-    num_iterations = args.total_timesteps // batch_size
+    train(args)
 
-    run_name = f"{args.env_id.replace('/', '-').replace(':', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"
-    if args.track:
-        import wandb
 
-        try:
-            wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, sync_tensorboard=True,
-                       config=vars(args), name=run_name, save_code=True, settings=wandb.Settings(init_timeout=60))
-        except Exception as e:  # no network or no login: say so instead of a traceback
-            fail(f"Weights & Biases did not start ({str(e).splitlines()[0]}); WANDB_MODE=offline logs locally")
-    from torch.utils.tensorboard import SummaryWriter
-
-    writer = SummaryWriter(f"runs/{run_name}")
-    writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in vars(args).items()))
-
-    # Seeding: same seed, same numbers on the CPU.
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    torch.backends.cudnn.deterministic = args.torch_deterministic
-
-    # Env setup. SAME_STEP autoreset: a finished env is reset inside the step that ended it, and its real
-    # final observation comes back in infos["final_obs"] (see the module docstring).
-    envs = gym.vector.SyncVectorEnv(
-        [make_env(args.env_id, i, args.capture_video, run_name) for i in range(args.num_envs)],
-        autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
-    )
-    envs.action_space.seed(args.seed)
-    obs_shape, action_shape = envs.single_observation_space.shape, envs.single_action_space.shape
-    to_env = action_to_env(envs.single_action_space)
-    obs_norm = ObsNormalizer(obs_shape, args.obs_clip, args.norm_obs)
-    reward_scaler = RewardScaler(args.num_envs, args.gamma, args.reward_clip, args.norm_reward)
-
-    agent = Agent(obs_shape[0], envs.single_action_space).to(device)
-    # RMSprop as in the A3C paper and SB3 (alpha 0.99; eps 1e-5 as SB3, not torch's 1e-8). foreach: one
-    # batched update for all parameter tensors instead of a loop of small ops per tensor (RMSprop has no fused
-    # version); Adam's fused kernel does the same.
-    if args.optimizer == "rmsprop":
-        optimizer = torch.optim.RMSprop(agent.parameters(), lr=args.learning_rate, alpha=0.99, eps=1e-5, foreach=True)
-    else:
-        optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)
-
-    # Rollout storage, allocated once. It lives in NumPy on the CPU: the env speaks NumPy, and writing a row
-    # of a NumPy array costs a fraction of a tensor's. The update moves the whole batch to the device once.
-    obs = np.zeros((args.num_steps, args.num_envs) + obs_shape, np.float32)
-    actions = np.zeros((args.num_steps, args.num_envs) + action_shape, np.float32)
-    rewards = np.zeros((args.num_steps, args.num_envs), np.float32)
-    values = np.zeros_like(rewards)
-    final_values = np.zeros_like(rewards)  # V(final obs) where an episode was truncated
-    terminations = np.zeros_like(rewards)
-    dones = np.zeros_like(rewards)
-
-    global_step = 0
-    start_time = time.time()
-    # Episode statistics of the env's own (unscaled) rewards, summed here rather than by gymnasium's
-    # RecordEpisodeStatistics wrapper (a few array operations instead of its per-step bookkeeping), and written
-    # to TensorBoard with the progress line rather than as episodes end: the writer's thread wakes up for
-    # every scalar and takes the GIL.
-    episode_returns, episode_lengths = np.zeros(args.num_envs), np.zeros(args.num_envs, np.int64)
-    finished = []  # (global_step, return, length) of the episodes not yet written
-    recent_returns = deque(maxlen=10)
-    print_every = max(1, num_iterations // 50)
-    # An iteration is only num_envs * num_steps env steps (40 by default): the losses go to TensorBoard every
-    # LOG_EVERY iterations, as SB3's A2C logs every 100 updates, since a scalar costs about as much as a step.
-    LOG_EVERY = 100
-    next_obs, _ = envs.reset(seed=args.seed)
-    next_obs = obs_norm(next_obs)
-
-    for iteration in range(1, num_iterations + 1):
-        if args.anneal_lr:
-            optimizer.param_groups[0]["lr"] = (1.0 - (iteration - 1.0) / num_iterations) * args.learning_rate
-
-        # 1. Roll out the current policy.
-        for step in range(args.num_steps):
-            global_step += args.num_envs
-            obs[step] = next_obs
-            with torch.inference_mode():
-                action, value = agent.sample_action_and_value(torch.as_tensor(obs[step], device=device))
-            action = action.cpu().numpy()
-            actions[step], values[step] = action, value.cpu().numpy()
-
-            raw_obs, reward, terminated, truncated, infos = envs.step(to_env(action))
-            done = terminated | truncated
-            next_obs = obs_norm(raw_obs)
-            rewards[step], terminations[step], dones[step] = reward_scaler(reward, done), terminated, done
-            if truncated.any():
-                # The episode was cut, not finished: bootstrap from its real final observation (normalized
-                # with the current statistics, which it must not update: it is not a state the agent acts in).
-                final_obs = obs_norm(np.stack(infos["final_obs"][truncated]), update=False)
-                with torch.inference_mode():
-                    final_value = agent.get_value(torch.as_tensor(final_obs, dtype=torch.float32, device=device))
-                final_values[step, truncated] = final_value.cpu().numpy()
-
-            episode_returns += reward
-            episode_lengths += 1
-            for i in np.flatnonzero(done):  # SAME_STEP: env i starts afresh next step
-                finished.append((global_step, float(episode_returns[i]), int(episode_lengths[i])))
-                recent_returns.append(float(episode_returns[i]))
-                episode_returns[i], episode_lengths[i] = 0.0, 0
-
-        # 2. Advantages. After an episode's end the next value is V(final obs) (0 if it terminated:
-        # compute_gae masks it); otherwise it is the value of the next stored observation.
-        with torch.inference_mode():
-            last_value = agent.get_value(torch.as_tensor(next_obs, dtype=torch.float32, device=device)).cpu().numpy()
-        next_values = np.where(dones.astype(bool), final_values, np.concatenate([values[1:], last_value[None]]))
-        advantages, returns = compute_gae(rewards, values, next_values, terminations, dones,
-                                          args.gamma, args.gae_lambda)
-        final_values[:] = 0.0
-
-        # 3. One gradient step on the whole rollout, which is then discarded (on-policy: the next rollout
-        # comes from the updated policy).
-        b_obs, b_actions, b_advantages, b_returns = (
-            torch.as_tensor(a.reshape((batch_size,) + a.shape[2:]), device=device)
-            for a in (obs, actions, advantages, returns))
-        new_logprob, entropy, new_value = agent.evaluate_actions(b_obs, b_actions)
-        if args.norm_adv:
-            b_advantages = (b_advantages - b_advantages.mean()) / (b_advantages.std() + 1e-8)
-        pg_loss = policy_gradient_loss(new_logprob, b_advantages)
-        v_loss = value_loss(new_value, b_returns)
-        entropy_loss = entropy.mean()
-        loss = pg_loss - args.ent_coef * entropy_loss + args.vf_coef * v_loss
-
-        optimizer.zero_grad()
-        loss.backward()
-        nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm, foreach=True)
-        optimizer.step()
-
-        if iteration % LOG_EVERY == 0 or iteration == num_iterations:
-            sps = int(global_step / (time.time() - start_time))
-            writer.add_scalar("charts/learning_rate", optimizer.param_groups[0]["lr"], global_step)
-            writer.add_scalar("losses/value_loss", v_loss.item(), global_step)
-            writer.add_scalar("losses/policy_loss", pg_loss.item(), global_step)
-            writer.add_scalar("losses/entropy", entropy_loss.item(), global_step)
-            writer.add_scalar("losses/explained_variance", explained_variance(values, returns), global_step)
-            writer.add_scalar("charts/SPS", sps, global_step)
-        if iteration % print_every == 0 or iteration == num_iterations:
-            for end_step, episodic_return, episodic_length in finished:
-                writer.add_scalar("charts/episodic_return", episodic_return, end_step)
-                writer.add_scalar("charts/episodic_length", episodic_length, end_step)
-            finished.clear()
-            elapsed = time.time() - start_time
-            sps, remaining = int(global_step / elapsed), elapsed * (num_iterations - iteration) / iteration
-            mean_return = f"{np.mean(recent_returns):.1f}" if recent_returns else "n/a"
-            print(f"step {global_step}/{args.total_timesteps} | SPS {sps} | return {mean_return} (last 10 episodes)"
-                  f" | {elapsed:.0f}s elapsed, ~{remaining:.0f}s left", flush=True)
-
-    envs.close()
-    if args.save_model:
-        model_path = f"runs/{run_name}/{args.exp_name}.pt"
-        torch.save({"model": agent.state_dict(), "obs_rms": obs_norm.state_dict(), "args": asdict(args)}, model_path)
-        print(f"model saved to {model_path}")
-        # Evaluate what was written, not the object in memory: this also proves the checkpoint round-trips.
-        episodic_returns = evaluate(*load_checkpoint(model_path, device), args.eval_episodes, f"{run_name}-eval",
-                                    args.capture_video, device, args.seed)
-        for idx, episodic_return in enumerate(episodic_returns):
-            writer.add_scalar("eval/episodic_return", episodic_return, idx)
-        print(f"eval: mean return {np.mean(episodic_returns):.2f} over {len(episodic_returns)} episodes")
-    writer.close()
-    if args.track:
-        wandb.finish()
+if __name__ == "__main__":
+    main()

@@ -1,7 +1,7 @@
 # /// script
 # requires-python = ">=3.10"
 # dependencies = [
-#     "torch>=2.9",
+#     "torch>=2.4",
 #     "numpy>=1.26",
 #     "gymnasium[classic-control,mujoco]>=1.1,<2",
 #     "tyro>=0.8",
@@ -75,7 +75,6 @@ import traceback
 from collections import deque
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Optional
 
 import gymnasium as gym
 import numpy as np
@@ -95,15 +94,14 @@ class Args:
     """if toggled, `torch.backends.cudnn.deterministic=True`"""
     cuda: bool = True
     """if toggled, cuda is used when available"""
-    torch_threads: Optional[int] = None
-    """CPU threads for torch; by default torch's choice (OMP_NUM_THREADS if set, else one per core):
-    the whole loop ran 1.1-1.4x faster on 2 free cores than on 1 (see the README), but
-    more threads than free cores can be several times slower: on cores busy with other work, use 1"""
+    torch_threads: int | None = None
+    """CPU threads for torch (None: torch's choice, OMP_NUM_THREADS if set, else one per core); the 256-wide
+    layers' products split over free cores, but threads beyond them wait on one another: if cores are busy, use 1"""
     track: bool = False
     """if toggled, the run is tracked with Weights & Biases (WANDB_MODE=offline works without network)"""
     wandb_project_name: str = "single-file-rl"
     """the Weights & Biases project name"""
-    wandb_entity: Optional[str] = None
+    wandb_entity: str | None = None
     """the Weights & Biases entity (team)"""
     capture_video: bool = False
     """if toggled, record videos of env 0 under `videos/{run_name}`"""
@@ -111,18 +109,16 @@ class Args:
     """if toggled, save a checkpoint to `runs/{run_name}/{exp_name}.pt` and evaluate it after training"""
     eval_episodes: int = 10
     """episodes of the deterministic actor (no noise) when evaluating a checkpoint"""
-    eval_checkpoint: Optional[str] = None
+    eval_checkpoint: str | None = None
     """path of a checkpoint to evaluate (and film, with --capture-video) instead of training"""
 
-    # Algorithm arguments (CleanRL's ddpg_continuous_action.py defaults; the module docstring lists where
-    # they differ from the paper)
+    # Algorithm arguments (CleanRL's ddpg_continuous_action.py defaults; where they differ from the paper: docstring)
     env_id: str = "Hopper-v4"
     """the id of the environment"""
     total_timesteps: int = 1_000_000
     """total env steps of the experiment, summed over envs"""
     learning_rate: float = 3e-4
-    """the learning rate of both optimizers (paper: 1e-4 actor, 1e-3 critic; one rate for both is the TD3
-    authors' re-tuned DDPG, which CleanRL follows)"""
+    """the learning rate of both optimizers (paper: 1e-4 actor, 1e-3 critic; one rate is the TD3 authors' re-tuning)"""
     num_envs: int = 1
     """the number of parallel game environments (each iteration takes one step in each)"""
     buffer_size: int = 1_000_000
@@ -151,121 +147,12 @@ class Args:
     """the Ornstein-Uhlenbeck noise's volatility, in units of the half-range (paper: 0.2)"""
 
 
-def check_spaces(obs_space: gym.Space, act_space: gym.Space) -> Optional[str]:
-    """Why ddpg_continuous.py cannot run on these spaces, or None if it can."""
-    if isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) >= 2:
-        return f"image observations {obs_space.shape} need a convolutional network: use ppo_atari.py"
-    if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) != 1:
-        return f"ddpg_continuous.py needs a flat Box observation space, got {obs_space}"
-    if isinstance(act_space, gym.spaces.Discrete):
-        return f"ddpg_continuous.py needs a Box action space, got {act_space}: use dqn.py or ppo.py"
-    if not isinstance(act_space, gym.spaces.Box) or len(act_space.shape) != 1:
-        return f"ddpg_continuous.py needs a 1-D Box action space, got {act_space}"
-    unbounded = np.flatnonzero(~(np.isfinite(act_space.low) & np.isfinite(act_space.high)))
-    if len(unbounded):
-        return (f"ddpg_continuous.py needs finite action bounds (its tanh actor spans them), but action "
-                f"dimension(s) {unbounded.tolist()} of {act_space} are unbounded: use ppo.py")
-    return None
-
-
-def check_sizes(args: Args) -> Optional[str]:
-    """Why these sizes cannot work, or None if they can."""
-    for name in ("total_timesteps", "num_envs", "buffer_size", "batch_size", "policy_frequency",
-                 "eval_episodes", "torch_threads"):
-        value = getattr(args, name)
-        if value is not None and value <= 0:  # None: --torch-threads left to torch
-            return f"--{name.replace('_', '-')} must be positive, got {value}"
-    if args.learning_starts < 0:
-        return f"--learning-starts must not be negative, got {args.learning_starts}"
-    if args.learning_rate <= 0:
-        return f"--learning-rate must be positive, got {args.learning_rate}"
-    if not 0 <= args.gamma <= 1:
-        return f"--gamma must be in [0, 1], got {args.gamma}"
-    if not 0 < args.tau <= 1:
-        return f"--tau must be in (0, 1], got {args.tau}"
-    if args.exploration_noise < 0 or args.ou_sigma < 0:
-        return f"--exploration-noise and --ou-sigma must not be negative, got {args.exploration_noise}, {args.ou_sigma}"
-    if args.ou_theta <= 0:
-        return f"--ou-theta must be positive, got {args.ou_theta}"
-    if args.batch_size > args.buffer_size:
-        return f"--batch-size {args.batch_size} is larger than --buffer-size {args.buffer_size}"
-    if args.total_timesteps < args.num_envs:
-        return f"--total-timesteps {args.total_timesteps} is fewer than one step of {args.num_envs} envs"
-    return None
-
-
-def make_env(env_id: str, idx: int, capture_video: bool, run_name: str):
-    def thunk():
-        if capture_video and idx == 0:
-            env = gym.make(env_id, render_mode="rgb_array")
-            env = gym.wrappers.RecordVideo(env, f"videos/{run_name}", disable_logger=True)
-        else:
-            env = gym.make(env_id)
-        if isinstance(env.observation_space, gym.spaces.Discrete):
-            # A Discrete(n) observation becomes a one-hot vector of length n (what FlattenObservation does to
-            # a Discrete space), as stable-baselines3 does: an index is not a quantity the network can scale.
-            env = gym.wrappers.FlattenObservation(env)
-        return env
-
-    return thunk
-
-
-def is_atari(env_id: str) -> bool:
-    """Whether env_id names an Atari game. ale-py registers those ids only once imported, and this file
-    does not import it (pixels are ppo_atari.py's business), so gym.make alone says "not found"."""
-    try:
-        import ale_py
-    except ImportError:
-        return env_id.startswith("ALE/")
-    gym.register_envs(ale_py)
-    return env_id in gym.registry and str(gym.registry[env_id].entry_point).startswith("ale_py")
-
-
-class ReplayBuffer:
-    """The last `size` transitions in preallocated arrays; the oldest are overwritten first.
-
-    s' is stored beside s (rather than read from the next row) because with several envs and episode ends
-    the next row is not the next state: an episode's last transition keeps its real final observation.
-    Only `terminated` is stored: a truncated transition must still bootstrap. Each add() writes one step of
-    all envs as a block of consecutive rows; `size` is a multiple of the number of envs, so a block never
-    wraps around midway and is written as a slice (about three times faster than scattering rows by index).
-    """
-
-    def __init__(self, size: int, obs_shape: tuple, action_dim: int, seed: int | np.random.SeedSequence):
-        self.obs = np.zeros((size,) + obs_shape, np.float32)
-        self.next_obs = np.zeros((size,) + obs_shape, np.float32)
-        self.actions = np.zeros((size, action_dim), np.float32)
-        self.rewards = np.zeros(size, np.float32)
-        self.terminations = np.zeros(size, np.float32)
-        self.size, self.pos, self.count = size, 0, 0
-        self.rng = np.random.default_rng(seed)
-
-    @staticmethod
-    def nbytes(size: int, obs_shape: tuple, action_dim: int) -> int:
-        """Memory of a buffer of `size` transitions, known before allocating it (Hopper, 1M: 108 MB)."""
-        return size * 4 * (2 * int(np.prod(obs_shape)) + action_dim + 1 + 1)
-
-    def add(self, obs, next_obs, actions, rewards, terminations):
-        """Store one transition per env (arrays with a leading num_envs axis)."""
-        rows = slice(self.pos, self.pos + len(actions))
-        self.obs[rows], self.next_obs[rows], self.actions[rows] = obs, next_obs, actions
-        self.rewards[rows], self.terminations[rows] = rewards, terminations
-        self.pos = rows.stop % self.size
-        self.count = min(self.count + len(actions), self.size)
-
-    def sample(self, batch_size: int, device: torch.device):
-        """A uniform sample (with replacement) of stored transitions, as tensors. np.take(a, idx, axis=0) gathers
-        the same rows as a[idx] in about half the time, which gave 2% more gradient steps per second."""
-        idx = self.rng.integers(0, self.count, batch_size)
-        return tuple(torch.as_tensor(np.take(a, idx, axis=0), device=device)
-                     for a in (self.obs, self.actions, self.rewards, self.next_obs, self.terminations))
-
-
+# -------------------------------------------------------------------------------------------------- the networks
 class Actor(nn.Module):
     """mu(s): a 256-256 ReLU MLP whose tanh output is mapped onto the action bounds, dimension by dimension:
     action = center + half_range * tanh(.), so tanh's -1 and 1 are the low and high bounds (up to float32
-    rounding, e.g. -0.30000004 for a bound of -0.3: the loop clips what it sends). The layers are called one by
-    one rather than through nn.Sequential: each module call costs microseconds."""
+    rounding, e.g. -0.30000004 for a bound of -0.3: the loop clips what it sends). Layers called one by one,
+    not through nn.Sequential: fewer module calls, each a fixed Python cost, on a forward pass run every step."""
 
     def __init__(self, obs_dim: int, action_space: gym.spaces.Box):
         super().__init__()
@@ -295,30 +182,14 @@ class QNetwork(nn.Module):
         return self.fc3(x).squeeze(1)
 
 
-def critic_target(rewards, terminations, next_q_target, gamma: float) -> torch.Tensor:
-    """y = r + gamma * (1 - terminated) * Q'(s', mu'(s')); next_q_target holds Q'(s', mu'(s')) per row.
-    A truncated transition is stored as not terminated, so it bootstraps like any other."""
-    return rewards + gamma * (1.0 - terminations) * next_q_target
-
-
-@torch.no_grad()
-def polyak_update(target_params: list, params: list, tau: float):
-    """theta' <- tau * theta + (1 - tau) * theta' for every tensor at once. lerp(theta', theta, tau) is
-    exactly theta' + tau * (theta - theta'), and the foreach form is one fused call for all the tensors
-    instead of three small operations per tensor. No autograd: an in-place op fed by weights that require
-    grad would make each target a graph node, chained to the previous one at every call (a graph that grows
-    for the whole run)."""
-    torch._foreach_lerp_(target_params, params, tau)
-
-
+# ------------------------------------------------------------------------------------------------------ the math
 class OUNoise:
     """Ornstein-Uhlenbeck noise, one process per env and action dimension, started at 0 (the paper's choice).
 
     The process dx = -theta x dt + sigma dW reverts to 0 at rate theta, so consecutive actions are pushed the
     same way (exploration with momentum, meant for physical control). It is sampled exactly at dt = 1 step:
         x <- exp(-theta) x + sigma * sqrt((1 - exp(-2 theta)) / (2 theta)) * N(0, 1),
-    whose stationary std is sigma / sqrt(2 theta) (0.37 for the paper's theta 0.15 and sigma 0.2).
-    """
+    whose stationary std is sigma / sqrt(2 theta) (0.37 for the paper's theta 0.15 and sigma 0.2)."""
 
     def __init__(self, shape: tuple, theta: float, sigma: float, rng: np.random.Generator):
         self.decay = np.exp(-theta)
@@ -332,6 +203,70 @@ class OUNoise:
     def reset(self, envs: np.ndarray):
         """Restart the processes of the envs whose episode ended."""
         self.state[envs] = 0.0
+
+
+class ReplayBuffer:
+    """The last `size` transitions in preallocated arrays; the oldest are overwritten first.
+
+    s' is stored beside s (rather than read from the next row) because with several envs and episode ends
+    the next row is not the next state: an episode's last transition keeps its real final observation.
+    Only `terminated` is stored: a truncated transition must still bootstrap. Each add() writes one step of
+    all envs as a block of consecutive rows: `size` is a multiple of the number of envs, so a block never
+    wraps around midway, and a slice copies it as one block per array instead of scattering rows by index."""
+
+    def __init__(self, size: int, obs_shape: tuple, action_dim: int, seed: int | np.random.SeedSequence):
+        self.obs = np.zeros((size,) + obs_shape, np.float32)
+        self.next_obs = np.zeros((size,) + obs_shape, np.float32)
+        self.actions = np.zeros((size, action_dim), np.float32)
+        self.rewards = np.zeros(size, np.float32)
+        self.terminations = np.zeros(size, np.float32)
+        self.size, self.pos, self.count = size, 0, 0
+        self.rng = np.random.default_rng(seed)
+
+    @staticmethod
+    def nbytes(size: int, obs_shape: tuple, action_dim: int) -> int:
+        """Memory of a buffer of `size` transitions, known before allocating it (Hopper, 1M: 108 MB)."""
+        return size * (2 * 4 * int(np.prod(obs_shape)) + 4 * action_dim + 4 + 4)  # all float32
+
+    def add(self, obs, next_obs, actions, rewards, terminations):
+        """Store one transition per env (arrays with a leading num_envs axis)."""
+        rows = slice(self.pos, self.pos + len(actions))
+        self.obs[rows], self.next_obs[rows], self.actions[rows] = obs, next_obs, actions
+        self.rewards[rows], self.terminations[rows] = rewards, terminations
+        self.pos = rows.stop % self.size
+        self.count = min(self.count + len(actions), self.size)
+
+    def sample(self, batch_size: int, device: torch.device):
+        """A uniform sample (with replacement) of stored transitions, as tensors. np.take(a, idx, axis=0) gathers
+        the same rows as a[idx], through NumPy's dedicated gather loop rather than its general indexing machinery."""
+        idx = self.rng.integers(0, self.count, batch_size)
+        return tuple(torch.as_tensor(np.take(a, idx, axis=0), device=device)
+                     for a in (self.obs, self.actions, self.rewards, self.next_obs, self.terminations))
+
+
+def real_next_obs(next_obs: np.ndarray, infos: dict) -> np.ndarray:
+    """s' of each env's transition. Where an episode ended, next_obs already holds the next episode's first
+    observation; the observation the step really led to is in infos["final_obs"]."""
+    if "final_obs" not in infos:  # no episode ended in this step
+        return next_obs
+    real = next_obs.copy()
+    for i in np.flatnonzero(infos["_final_obs"]):
+        real[i] = infos["final_obs"][i]
+    return real
+
+
+def critic_target(rewards, terminations, next_q_target, gamma: float) -> torch.Tensor:
+    """y = r + gamma * (1 - terminated) * Q'(s', mu'(s')); next_q_target holds Q'(s', mu'(s')) per row.
+    A truncated transition is stored as not terminated, so it bootstraps like any other."""
+    return rewards + gamma * (1.0 - terminations) * next_q_target
+
+
+@torch.no_grad()
+def polyak_update(target_params: list, params: list, tau: float):
+    """target <- tau * online + (1 - tau) * target, all tensors in one fused call (lerp(target, online, tau) is
+    exactly target + tau * (online - target)). No autograd: an in-place op fed by weights that require grad
+    would make each target a graph node, chained to the previous one at every call, growing for the whole run."""
+    torch._foreach_lerp_(target_params, params, tau)
 
 
 class DDPG:
@@ -380,136 +315,12 @@ class DDPG:
         return qf_loss, q_values, actor_loss
 
 
-def real_next_obs(next_obs: np.ndarray, infos: dict) -> np.ndarray:
-    """s' of each env's transition. Where an episode ended, next_obs already holds the next episode's first
-    observation; the observation the step really led to is in infos["final_obs"]."""
-    if "final_obs" not in infos:  # no episode ended in this step
-        return next_obs
-    real = next_obs.copy()
-    for i in np.flatnonzero(infos["_final_obs"]):
-        real[i] = infos["final_obs"][i]
-    return real
-
-
-def load_checkpoint(path: str, device: torch.device):
-    """Rebuild (actor, critic, saved args dict) from a checkpoint written by --save-model. The file is read
-    onto the CPU, the networks are built there and then moved to `device`. weights_only=True: loading someone
-    else's file cannot run their code."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(ckpt, dict) or "args" not in ckpt:  # e.g. a state_dict saved by hand
-        raise ValueError("it holds no saved args: it was not written by --save-model")
-    saved = ckpt["args"]
-    env = make_env(saved["env_id"], 0, False, "")()
-    problem = check_spaces(env.observation_space, env.action_space)
-    if problem:  # another script's checkpoint
-        raise ValueError(f"it was trained on {saved['env_id']}: {problem}")
-    obs_dim = env.observation_space.shape[0]
-    actor, qf = Actor(obs_dim, env.action_space), QNetwork(obs_dim, env.action_space.shape[0])
-    try:  # where another script's checkpoint of an env this script also plays fails
-        actor.load_state_dict(ckpt["actor"])
-        qf.load_state_dict(ckpt["qf"])
-    except (KeyError, RuntimeError):
-        raise ValueError(f"its weights are not ddpg_continuous.py's networks for {saved['env_id']}: "
-                         "another script's checkpoint?") from None
-    env.close()
-    return actor.to(device), qf.to(device), saved
-
-
-def evaluate(actor: Actor, saved: dict, eval_episodes: int, run_name: str, capture_video: bool,
-             device: torch.device, seed: int):
-    """Episodic returns of a loaded checkpoint's deterministic actor, without exploration noise."""
-    env = make_env(saved["env_id"], 0, capture_video, run_name)()
-    low, high = env.action_space.low, env.action_space.high
-    returns = []
-    obs, _ = env.reset(seed=seed)
-    episode_return = 0.0
-    while len(returns) < eval_episodes:
-        with torch.no_grad():
-            action = actor(torch.as_tensor(obs[None], dtype=torch.float32, device=device))[0].cpu().numpy()
-        obs, reward, terminated, truncated, _ = env.step(np.clip(action, low, high))
-        episode_return += float(reward)
-        if terminated or truncated:
-            returns.append(episode_return)
-            episode_return = 0.0
-            obs, _ = env.reset()
-    env.close()
-    return returns
-
-
-def float32_products_on_onednn():
-    """Have oneDNN's kernels, not MKL's, compute the CPU's float32 matrix products, where they stay float32.
-
-    On the AMD EPYC the README's figures come from, MKL multiplies two 256x256 matrices in 170-184 us on two threads
-    and oneDNN, with its AVX-512 kernels, in 84-87 us; the update runs 1.1-1.4x faster. PyTorch hands float32
-    products to oneDNN only when allowed to compute them in bfloat16 ("bf16"); oneDNN does so only where it has
-    kernels for that (on that EPYC it computes in float32 all the same). A probe that bfloat16 would get wrong
-    decides: 1 + 2^-8 needs 9 significant bits and bfloat16 keeps 8, so 256 of them sum to 257 in float32 products
-    and to 256 in bfloat16. Where the probe fails, the products stay with MKL. No effect on CUDA."""
-    before = torch.backends.mkldnn.matmul.fp32_precision
-    torch.backends.mkldnn.matmul.fp32_precision = "bf16"
-    if not bool(((torch.full((256, 256), 1 + 2**-8) @ torch.ones(256, 256)) == 257).all()):
-        torch.backends.mkldnn.matmul.fp32_precision = before
-
-
-def fail(message: str):
-    """A user's mistake: one line on stderr, exit status 2, nothing written."""
-    print(f"ddpg_continuous.py: error: {message}", file=sys.stderr)
-    sys.exit(2)
-
-
-def gl_failure(e: Exception) -> str | None:
-    """The one line for a MuJoCo env whose OpenGL backend cannot load, None for any other failure. MuJoCo loads
-    the backend that MUJOCO_GL names when it is imported, i.e. inside the first gym.make of a MuJoCo env."""
-    if any("gl_context" in frame.filename for frame in traceback.extract_tb(e.__traceback__)):
-        return (f"MuJoCo cannot load its OpenGL backend MUJOCO_GL={os.environ.get('MUJOCO_GL')} "
-                f"({type(e).__name__}: {e}); install that library, or set MUJOCO_GL=disable to run without video")
-    return None
-
-
-if __name__ == "__main__":
-    args = tyro.cli(Args)
-    if args.torch_threads is not None:
-        torch.set_num_threads(max(args.torch_threads, 1))
-    float32_products_on_onednn()
+# --------------------------------------------------------------------------------------------- the training loop
+def train(args: Args) -> tuple[Actor, Path]:
+    """Train on args and return the actor and the run folder (TensorBoard log, checkpoint). main() checks a
+    command line first; from a notebook or a sweep:
+        actor, run = train(Args(env_id="Pendulum-v1", total_timesteps=20_000, learning_starts=1000))"""
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
-    if args.capture_video and not os.environ.get("DISPLAY"):
-        os.environ.setdefault("MUJOCO_GL", "egl")  # MuJoCo's offscreen GL backend when there is no display
-
-    if args.eval_checkpoint is not None:
-        if not os.path.isfile(args.eval_checkpoint):
-            fail(f"no checkpoint at {args.eval_checkpoint}")
-        if args.eval_episodes <= 0:
-            fail(f"--eval-episodes must be positive, got {args.eval_episodes}")
-        run_name = f"{Path(args.eval_checkpoint).stem}-eval__{int(time.time())}"
-        try:
-            actor, _, saved = load_checkpoint(args.eval_checkpoint, device)
-        except (pickle.UnpicklingError, RuntimeError, KeyError, EOFError, ValueError) as e:
-            fail(f"cannot load checkpoint {args.eval_checkpoint}: {str(e).splitlines()[0]}")
-        except Exception as e:  # its env cannot be made on this machine
-            fail(gl_failure(e) or f"cannot make the env of checkpoint {args.eval_checkpoint}: {e}")
-        returns = evaluate(actor, saved, args.eval_episodes, run_name, args.capture_video, device, args.seed)
-        print(f"eval: mean return {np.mean(returns):.2f} +- {np.std(returns):.2f} over {len(returns)} episodes")
-        sys.exit(0)
-
-    # Validate everything before the first file is written (or the buffer allocated).
-    try:
-        probe = make_env(args.env_id, 0, False, "")()
-    except Exception as e:  # a wrong id, a missing package, a GL library MuJoCo cannot load: one line each
-        if is_atari(args.env_id):
-            fail(f"{args.env_id} is an Atari game, played from pixels: use ppo_atari.py")
-        fail(gl_failure(e) or f"cannot make env {args.env_id!r}: {e}")
-    problem = check_spaces(probe.observation_space, probe.action_space) or check_sizes(args)
-    if problem:
-        fail(problem)
-    obs_shape, action_dim = probe.observation_space.shape, probe.action_space.shape[0]
-    probe.close()
-    buffer_size = max(args.buffer_size // args.num_envs, 1) * args.num_envs  # whole steps of all envs
-    buffer_bytes = ReplayBuffer.nbytes(buffer_size, obs_shape, action_dim)
-    available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    if buffer_bytes > 0.8 * available:
-        fail(f"a replay buffer of {buffer_size} transitions needs {buffer_bytes / 2**30:.1f} GiB, "
-             f"more than the {available / 2**30:.1f} GiB of memory available")
-
     run_name = f"{args.env_id.replace('/', '-').replace(':', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"
     if args.track:
         import wandb
@@ -540,19 +351,21 @@ if __name__ == "__main__":
         [make_env(args.env_id, i, args.capture_video, run_name) for i in range(args.num_envs)],
         autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
     )
-    action_space = envs.single_action_space
-    low, high = action_space.low, action_space.high
+    action_space, obs_shape = envs.single_action_space, envs.single_observation_space.shape
+    action_dim, low, high = action_space.shape[0], action_space.low, action_space.high
     half_range = (high.astype(np.float64) - low) / 2.0  # noise is scaled per dimension, like the actor's output
     ou = OUNoise((args.num_envs, action_dim), args.ou_theta, args.ou_sigma, rng) if args.ou_noise else None
 
     ddpg = DDPG(obs_shape[0], action_space, args.learning_rate, device)
+    buffer_size = max(args.buffer_size // args.num_envs, 1) * args.num_envs  # whole steps of all envs
+    buffer_bytes = ReplayBuffer.nbytes(buffer_size, obs_shape, action_dim)
     print(f"replay buffer: {buffer_size} transitions, {buffer_bytes / 2**20:.1f} MiB")
     rb = ReplayBuffer(buffer_size, obs_shape, action_dim, replay_seed)
 
     start_time = time.time()
-    # Episode statistics, summed here rather than by gymnasium's RecordEpisodeStatistics wrapper, and written to
-    # TensorBoard with the progress line rather than as episodes end: the writer's thread wakes up for every
-    # scalar and takes the GIL.
+    # Episode statistics, summed here rather than by gymnasium's RecordEpisodeStatistics wrapper (a few array
+    # operations instead of its per-step bookkeeping), and written to TensorBoard with the progress line rather
+    # than as episodes end: the writer's thread wakes up for every scalar and takes the GIL.
     episode_returns, episode_lengths = np.zeros(args.num_envs), np.zeros(args.num_envs, np.int64)
     finished = []  # (global_step, return, length) of the episodes not yet written
     recent_returns = deque(maxlen=10)
@@ -604,14 +417,14 @@ if __name__ == "__main__":
                         writer.add_scalar("losses/actor_loss", actor_loss.item(), global_step)
 
         if iteration % print_every == 0 or iteration == num_iterations:
+            sps = int(global_step / (time.time() - start_time))
+            writer.add_scalar("charts/SPS", sps, global_step)
             for end_step, episodic_return, episodic_length in finished:
                 writer.add_scalar("charts/episodic_return", episodic_return, end_step)
                 writer.add_scalar("charts/episodic_length", episodic_length, end_step)
             finished.clear()
-            elapsed = time.time() - start_time
-            sps = int(global_step / elapsed)
-            writer.add_scalar("charts/SPS", sps, global_step)
             mean_return = f"{np.mean(recent_returns):.1f}" if recent_returns else "n/a"
+            elapsed = time.time() - start_time
             remaining = elapsed * (num_iterations - iteration) / iteration
             print(f"step {global_step}/{args.total_timesteps} | SPS {sps} | return {mean_return} (last 10 episodes)"
                   f" | {elapsed:.0f}s elapsed, ~{remaining:.0f}s left", flush=True)
@@ -619,15 +432,196 @@ if __name__ == "__main__":
     envs.close()
     if args.save_model:
         model_path = f"runs/{run_name}/{args.exp_name}.pt"
-        torch.save({"actor": ddpg.actor.state_dict(), "qf": ddpg.qf.state_dict(), "args": asdict(args)}, model_path)
+        torch.save({"model": {"actor": ddpg.actor.state_dict(), "qf": ddpg.qf.state_dict()}, "args": asdict(args)},
+                   model_path)
         print(f"model saved to {model_path}")
         # Evaluate what was written, not the object in memory: this also proves the checkpoint round-trips.
-        actor, _, saved = load_checkpoint(model_path, device)
-        episodic_returns = evaluate(actor, saved, args.eval_episodes, f"{run_name}-eval", args.capture_video,
-                                    device, args.seed)
+        episodic_returns = evaluate(*load_checkpoint(model_path, device), args.eval_episodes, f"{run_name}-eval",
+                                    args.capture_video, device, args.seed)
         for idx, episodic_return in enumerate(episodic_returns):
             writer.add_scalar("eval/episodic_return", episodic_return, idx)
         print(f"eval: mean return {np.mean(episodic_returns):.2f} over {len(episodic_returns)} episodes")
     writer.close()
     if args.track:
         wandb.finish()
+    return ddpg.actor, Path("runs") / run_name
+
+
+# ------------------------------------------------- plumbing: input checks, envs, checkpoints, evaluation, errors
+def check_spaces(obs_space: gym.Space, act_space: gym.Space) -> str | None:
+    """Why ddpg_continuous.py cannot run on these spaces, or None if it can."""
+    if isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) >= 2:
+        return f"image observations {obs_space.shape} need a convolutional network: use ppo_atari.py"
+    if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) != 1:
+        return f"ddpg_continuous.py needs a flat Box observation space, got {obs_space}"
+    if isinstance(act_space, gym.spaces.Discrete):
+        return f"ddpg_continuous.py needs a Box action space, got {act_space}: use dqn.py or ppo.py"
+    if not isinstance(act_space, gym.spaces.Box) or len(act_space.shape) != 1:
+        return f"ddpg_continuous.py needs a 1-D Box action space, got {act_space}"
+    unbounded = np.flatnonzero(~(np.isfinite(act_space.low) & np.isfinite(act_space.high)))
+    if len(unbounded):
+        return (f"ddpg_continuous.py needs finite action bounds (its tanh actor spans them), but action "
+                f"dimension(s) {unbounded.tolist()} of {act_space} are unbounded: use ppo.py")
+    return None
+
+
+def check_sizes(args: Args) -> str | None:
+    """Why these sizes cannot work, or None if they can."""
+    for name in ("total_timesteps", "num_envs", "buffer_size", "batch_size", "policy_frequency",
+                 "eval_episodes", "torch_threads"):
+        value = getattr(args, name)
+        if value is not None and value <= 0:  # None: --torch-threads left to torch
+            return f"--{name.replace('_', '-')} must be positive, got {value}"
+    if args.learning_starts < 0:
+        return f"--learning-starts must not be negative, got {args.learning_starts}"
+    if args.learning_rate <= 0:
+        return f"--learning-rate must be positive, got {args.learning_rate}"
+    if not 0 <= args.gamma <= 1:
+        return f"--gamma must be in [0, 1], got {args.gamma}"
+    if not 0 < args.tau <= 1:
+        return f"--tau must be in (0, 1], got {args.tau}"
+    if args.exploration_noise < 0 or args.ou_sigma < 0:
+        return f"--exploration-noise and --ou-sigma must not be negative, got {args.exploration_noise}, {args.ou_sigma}"
+    if args.ou_theta <= 0:
+        return f"--ou-theta must be positive, got {args.ou_theta}"
+    if args.batch_size > args.buffer_size:
+        return f"--batch-size {args.batch_size} is larger than --buffer-size {args.buffer_size}"
+    if args.total_timesteps < args.num_envs:
+        return f"--total-timesteps {args.total_timesteps} is fewer than one step of {args.num_envs} envs"
+    return None
+
+
+def make_env(env_id: str, idx: int, capture_video: bool, run_name: str):
+    def thunk():
+        if capture_video and idx == 0:
+            env = gym.make(env_id, render_mode="rgb_array")
+            env = gym.wrappers.RecordVideo(env, f"videos/{run_name}", disable_logger=True)
+        else:
+            env = gym.make(env_id)
+        if isinstance(env.observation_space, gym.spaces.Discrete):
+            # A Discrete(n) observation (FrozenLake's cell number) names a state, it does not measure one: feed
+            # the network a one-hot vector of n inputs, as stable-baselines3 does. For a Discrete space,
+            # FlattenObservation is exactly that one-hot encoding.
+            env = gym.wrappers.FlattenObservation(env)
+        return env
+
+    return thunk
+
+
+def is_atari(env_id: str) -> bool:
+    """Whether env_id names an Atari game. ale-py registers those ids only once imported, and this file
+    does not import it (pixels are ppo_atari.py's business), so gym.make alone says "not found"."""
+    try:
+        import ale_py
+    except ImportError:
+        return env_id.startswith("ALE/")
+    gym.register_envs(ale_py)
+    return env_id in gym.registry and str(gym.registry[env_id].entry_point).startswith("ale_py")
+
+
+def load_checkpoint(path: str, device: torch.device):
+    """Rebuild (actor, saved args dict) from a checkpoint written by --save-model.
+    weights_only=True: loading someone else's file cannot run their code. The file is read onto the CPU,
+    whatever device wrote it, and only the network moves to `device`."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(ckpt, dict) or "args" not in ckpt:  # e.g. a state_dict saved by hand
+        raise ValueError("it holds no saved args: it was not written by --save-model")
+    saved = ckpt["args"]
+    env = make_env(saved["env_id"], 0, False, "")()
+    problem = check_spaces(env.observation_space, env.action_space)
+    if problem:  # another script's checkpoint
+        raise ValueError(f"it was trained on {saved['env_id']}: {problem}")
+    obs_dim = env.observation_space.shape[0]
+    actor, qf = Actor(obs_dim, env.action_space), QNetwork(obs_dim, env.action_space.shape[0])
+    networks = ckpt.get("model", ckpt)  # files written before the "model" key held "actor" and "qf" at the top
+    try:  # where another script's checkpoint of an env this script also plays fails
+        actor.load_state_dict(networks["actor"])
+        qf.load_state_dict(networks["qf"])  # acting needs no critic, but a checkpoint loads whole or not at all
+    except (KeyError, RuntimeError):
+        raise ValueError(f"its weights are not ddpg_continuous.py's networks for {saved['env_id']}: "
+                         "another script's checkpoint?") from None
+    env.close()
+    return actor.to(device), saved
+
+
+def evaluate(actor: Actor, saved: dict, eval_episodes: int, run_name: str, capture_video: bool,
+             device: torch.device, seed: int):
+    """Episodic returns of a loaded checkpoint's deterministic actor, without exploration noise."""
+    env = make_env(saved["env_id"], 0, capture_video, run_name)()
+    low, high = env.action_space.low, env.action_space.high
+    returns = []
+    obs, _ = env.reset(seed=seed)
+    episode_return = 0.0
+    while len(returns) < eval_episodes:
+        with torch.no_grad():
+            action = actor(torch.as_tensor(obs[None], dtype=torch.float32, device=device))[0].cpu().numpy()
+        obs, reward, terminated, truncated, _ = env.step(np.clip(action, low, high))
+        episode_return += float(reward)
+        if terminated or truncated:
+            returns.append(episode_return)
+            episode_return = 0.0
+            obs, _ = env.reset()
+    env.close()
+    return returns
+
+
+def fail(message: str):
+    """A user's mistake: one line on stderr, exit status 2, nothing written."""
+    print(f"ddpg_continuous.py: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def gl_failure(e: Exception) -> str | None:
+    """The one line for a MuJoCo env whose OpenGL backend cannot load, None for any other failure. MuJoCo loads
+    the backend that MUJOCO_GL names when it is imported, i.e. inside the first gym.make of a MuJoCo env."""
+    if any("gl_context" in frame.filename for frame in traceback.extract_tb(e.__traceback__)):
+        return (f"MuJoCo cannot load its OpenGL backend MUJOCO_GL={os.environ.get('MUJOCO_GL')} "
+                f"({type(e).__name__}: {e}); install that library, or set MUJOCO_GL=disable to run without video")
+    return None
+
+
+def main():
+    """The command line: evaluate a checkpoint or train, each input checked before the first file is written."""
+    args = tyro.cli(Args)
+    if args.torch_threads is not None:
+        torch.set_num_threads(max(args.torch_threads, 1))
+    if args.capture_video and not os.environ.get("DISPLAY"):
+        os.environ.setdefault("MUJOCO_GL", "egl")  # MuJoCo's offscreen GL backend when there is no display
+
+    if args.eval_checkpoint is not None:
+        device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+        if not os.path.isfile(args.eval_checkpoint):
+            fail(f"no checkpoint at {args.eval_checkpoint}")
+        if args.eval_episodes <= 0:
+            fail(f"--eval-episodes must be positive, got {args.eval_episodes}")
+        run_name = f"{Path(args.eval_checkpoint).stem}-eval__{int(time.time())}"
+        try:
+            checkpoint = load_checkpoint(args.eval_checkpoint, device)
+        except (pickle.UnpicklingError, RuntimeError, KeyError, EOFError, ValueError) as e:
+            fail(f"cannot load checkpoint {args.eval_checkpoint}: {str(e).splitlines()[0]}")
+        except Exception as e:  # its env cannot be made on this machine
+            fail(gl_failure(e) or f"cannot make the env of checkpoint {args.eval_checkpoint}: {e}")
+        returns = evaluate(*checkpoint, args.eval_episodes, run_name, args.capture_video, device, args.seed)
+        print(f"eval: mean return {np.mean(returns):.2f} +- {np.std(returns):.2f} over {len(returns)} episodes")
+        return
+    try:
+        probe = make_env(args.env_id, 0, False, "")()
+    except Exception as e:  # a wrong id, a missing package, a GL library MuJoCo cannot load: one line each
+        if is_atari(args.env_id):
+            fail(f"{args.env_id} is an Atari game, played from pixels: use ppo_atari.py")
+        fail(gl_failure(e) or f"cannot make env {args.env_id!r}: {e}")
+    problem = check_spaces(probe.observation_space, probe.action_space) or check_sizes(args)
+    if problem:
+        fail(problem)
+    buffer_size = max(args.buffer_size // args.num_envs, 1) * args.num_envs  # as train() rounds it
+    buffer_bytes = ReplayBuffer.nbytes(buffer_size, probe.observation_space.shape, probe.action_space.shape[0])
+    probe.close()
+    available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    if buffer_bytes > 0.8 * available:
+        fail(f"a replay buffer of {buffer_size} transitions needs {buffer_bytes / 2**30:.1f} GiB, "
+             f"more than the {available / 2**30:.1f} GiB of memory available")
+    train(args)
+
+
+if __name__ == "__main__":
+    main()

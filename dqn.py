@@ -57,7 +57,6 @@ import traceback
 from collections import deque
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Optional
 
 import gymnasium as gym
 import numpy as np
@@ -77,13 +76,13 @@ class Args:
     """if toggled, `torch.backends.cudnn.deterministic=True`"""
     cuda: bool = True
     """if toggled, cuda is used when available"""
-    torch_threads: int = 1
-    """CPU threads for torch: small MLPs run fastest on one (more threads only add overhead)"""
+    torch_threads: int | None = 1
+    """CPU threads for torch (None: torch's choice); small MLPs run fastest on one (more threads only add overhead)"""
     track: bool = False
     """if toggled, the run is tracked with Weights & Biases (WANDB_MODE=offline works without network)"""
     wandb_project_name: str = "single-file-rl"
     """the Weights & Biases project name"""
-    wandb_entity: Optional[str] = None
+    wandb_entity: str | None = None
     """the Weights & Biases entity (team)"""
     capture_video: bool = False
     """if toggled, record videos of env 0 under `videos/{run_name}`"""
@@ -91,7 +90,7 @@ class Args:
     """if toggled, save a checkpoint to `runs/{run_name}/{exp_name}.pt` and evaluate it after training"""
     eval_episodes: int = 10
     """episodes of the greedy policy when evaluating a checkpoint"""
-    eval_checkpoint: Optional[str] = None
+    eval_checkpoint: str | None = None
     """path of a checkpoint to evaluate (and film, with --capture-video) instead of training"""
 
     # Algorithm arguments (CleanRL's dqn.py defaults)
@@ -125,74 +124,29 @@ class Args:
     """the env steps between two gradient steps (with several envs, as many steps as that ratio gives)"""
     double_q: bool = False
     """if toggled, use Double DQN targets: the online network picks a', the target network values it"""
-    max_grad_norm: Optional[float] = None
+    max_grad_norm: float | None = None
     """if set, clip the gradient's global norm to this value"""
 
 
-def check_spaces(obs_space: gym.Space, act_space: gym.Space) -> Optional[str]:
-    """Why dqn.py cannot run on these spaces, or None if it can."""
-    if isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) >= 2:
-        return f"image observations {obs_space.shape} need a convolutional network: use ppo_atari.py"
-    if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) != 1:
-        return f"dqn.py needs a flat Box observation space, got {obs_space}"
-    if isinstance(act_space, gym.spaces.Box):
-        return f"dqn.py needs a Discrete action space, got {act_space}: use ppo.py or ddpg_continuous.py"
-    if not isinstance(act_space, gym.spaces.Discrete):
-        return f"dqn.py needs a Discrete action space, got {act_space}"
-    return None
+# -------------------------------------------------------------------------------------------------- the networks
+class QNetwork(nn.Module):
+    """Q(s, .) for every action at once: one output per action (CleanRL's 120-84 ReLU MLP). Layers called one by
+    one, not through nn.Sequential: fewer module calls, each a fixed Python cost, on a forward pass run every step."""
+
+    def __init__(self, obs_dim: int, num_actions: int):
+        super().__init__()
+        self.fc1, self.fc2, self.fc3 = nn.Linear(obs_dim, 120), nn.Linear(120, 84), nn.Linear(84, num_actions)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.fc1(x))
+        x = F.relu(self.fc2(x))
+        return self.fc3(x)
 
 
-def check_sizes(args: Args) -> Optional[str]:
-    """Why these sizes cannot work, or None if they can."""
-    for name in ("total_timesteps", "num_envs", "buffer_size", "batch_size", "target_network_frequency",
-                 "train_frequency", "eval_episodes", "torch_threads"):
-        if getattr(args, name) <= 0:
-            return f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}"
-    if args.learning_starts < 0:
-        return f"--learning-starts must not be negative, got {args.learning_starts}"
-    if args.learning_rate <= 0:
-        return f"--learning-rate must be positive, got {args.learning_rate}"
-    if not 0 <= args.gamma <= 1:
-        return f"--gamma must be in [0, 1], got {args.gamma}"
-    if not 0 < args.tau <= 1:
-        return f"--tau must be in (0, 1], got {args.tau}"
-    if not 0 < args.exploration_fraction <= 1:
-        return f"--exploration-fraction must be in (0, 1], got {args.exploration_fraction}"
-    if not (0 <= args.end_e <= 1 and 0 <= args.start_e <= 1):
-        return f"--start-e and --end-e must be probabilities, got {args.start_e} and {args.end_e}"
-    if args.batch_size > args.buffer_size:
-        return f"--batch-size {args.batch_size} is larger than --buffer-size {args.buffer_size}"
-    if args.total_timesteps < args.num_envs:
-        return f"--total-timesteps {args.total_timesteps} is fewer than one step of {args.num_envs} envs"
-    return None
-
-
-def make_env(env_id: str, idx: int, capture_video: bool, run_name: str):
-    def thunk():
-        if capture_video and idx == 0:
-            env = gym.make(env_id, render_mode="rgb_array")
-            env = gym.wrappers.RecordVideo(env, f"videos/{run_name}", disable_logger=True)
-        else:
-            env = gym.make(env_id)
-        if isinstance(env.observation_space, gym.spaces.Discrete):
-            # A Discrete(n) observation (FrozenLake's cell number) names a state, it does not measure one: feed
-            # the network a one-hot vector of n inputs, as stable-baselines3 does. For a Discrete space,
-            # FlattenObservation is exactly that one-hot encoding.
-            env = gym.wrappers.FlattenObservation(env)
-        return env
-
-    return thunk
-
-
-def is_atari(env_id: str) -> bool:
-    """Whether env_id names an Atari game. ale-py registers those ids only once imported, and this file
-    does not import it (pixels are ppo_atari.py's business), so gym.make alone says "not found"."""
-    try:
-        import ale_py
-    except ImportError:
-        return env_id.startswith("ALE/")
-    gym.register_envs(ale_py)
-    return env_id in gym.registry and str(gym.registry[env_id].entry_point).startswith("ale_py")
+# ------------------------------------------------------------------------------------------------------ the math
+def linear_schedule(start_e: float, end_e: float, duration: float, t: int) -> float:
+    """Epsilon at step t: from start_e down to end_e over `duration` steps, then constant."""
+    return max(end_e, start_e + (end_e - start_e) * t / duration)
 
 
 class ReplayBuffer:
@@ -201,9 +155,8 @@ class ReplayBuffer:
     s' is stored beside s (rather than read from the next row) because with several envs and episode ends
     the next row is not the next state: an episode's last transition keeps its real final observation.
     Only `terminated` is stored: a truncated transition must still bootstrap. Each add() writes one step of
-    all envs as a block of consecutive rows; `size` is a multiple of the number of envs, so a block never
-    wraps around midway and is written as a slice (about three times faster than scattering rows by index).
-    """
+    all envs as a block of consecutive rows: `size` is a multiple of the number of envs, so a block never
+    wraps around midway, and a slice copies it as one block per array instead of scattering rows by index."""
 
     def __init__(self, size: int, obs_shape: tuple, seed: int | np.random.SeedSequence):
         self.obs = np.zeros((size,) + obs_shape, np.float32)
@@ -217,7 +170,7 @@ class ReplayBuffer:
     @staticmethod
     def nbytes(size: int, obs_shape: tuple) -> int:
         """Memory of a buffer of `size` transitions, known before allocating it."""
-        return size * (2 * 4 * int(np.prod(obs_shape)) + 8 + 4 + 4)
+        return size * (2 * 4 * int(np.prod(obs_shape)) + 8 + 4 + 4)  # s, s' float32; a int64; r, terminated
 
     def add(self, obs, next_obs, actions, rewards, terminations):
         """Store one transition per env (arrays with a leading num_envs axis)."""
@@ -228,49 +181,11 @@ class ReplayBuffer:
         self.count = min(self.count + len(actions), self.size)
 
     def sample(self, batch_size: int, device: torch.device):
-        """A uniform sample (with replacement) of stored transitions, as tensors."""
+        """A uniform sample (with replacement) of stored transitions, as tensors. np.take(a, idx, axis=0) gathers
+        the same rows as a[idx], through NumPy's dedicated gather loop rather than its general indexing machinery."""
         idx = self.rng.integers(0, self.count, batch_size)
-        return tuple(torch.as_tensor(a[idx], device=device)
+        return tuple(torch.as_tensor(np.take(a, idx, axis=0), device=device)
                      for a in (self.obs, self.actions, self.rewards, self.next_obs, self.terminations))
-
-
-class QNetwork(nn.Module):
-    """Q(s, .) for every action at once: one output per action (CleanRL's 120-84 ReLU MLP). The layers are
-    called one by one rather than through nn.Sequential: the loop runs this every step, and each module call
-    costs microseconds."""
-
-    def __init__(self, obs_dim: int, num_actions: int):
-        super().__init__()
-        self.fc1, self.fc2, self.fc3 = nn.Linear(obs_dim, 120), nn.Linear(120, 84), nn.Linear(84, num_actions)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.relu(self.fc1(x))
-        x = F.relu(self.fc2(x))
-        return self.fc3(x)
-
-
-def linear_schedule(start_e: float, end_e: float, duration: float, t: int) -> float:
-    """Epsilon at step t: from start_e down to end_e over `duration` steps, then constant."""
-    return max(end_e, start_e + (end_e - start_e) * t / duration)
-
-
-def target_update_rate(tau: float, global_step: int, num_envs: int, frequency: int) -> float:
-    """The step size of this iteration's target-network update: 0 if global_step crossed no multiple of
-    `frequency`; else k Polyak steps theta^- <- (1 - tau) theta^- + tau theta taken at once, which move the
-    target by 1 - (1 - tau)^k. With several envs an iteration can cross k > 1 multiples, and a target moved
-    only once would track more slowly than configured."""
-    crossed = global_step // frequency - (global_step - num_envs) // frequency
-    return 1.0 - (1.0 - tau) ** crossed
-
-
-def td_target(rewards, terminations, next_q_target, gamma: float, next_q_online=None) -> torch.Tensor:
-    """y = r + gamma * (1 - terminated) * Q_target(s', a'), with a' = argmax of Q_target (DQN) or, given
-    next_q_online, of the online network (Double DQN). next_q_* are (batch, num_actions)."""
-    if next_q_online is None:
-        next_value = next_q_target.max(dim=1).values
-    else:
-        next_value = next_q_target.gather(1, next_q_online.argmax(dim=1, keepdim=True)).squeeze(1)
-    return rewards + gamma * (1.0 - terminations) * next_value
 
 
 def real_next_obs(next_obs: np.ndarray, infos: dict) -> np.ndarray:
@@ -284,105 +199,39 @@ def real_next_obs(next_obs: np.ndarray, infos: dict) -> np.ndarray:
     return real
 
 
-def load_checkpoint(path: str, device: torch.device):
-    """Rebuild (Q-network, saved args dict) from a checkpoint written by --save-model.
-    weights_only=True: loading someone else's file cannot run their code. The file is read onto the CPU,
-    whatever device wrote it, and only the network moves to `device`."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(ckpt, dict) or "args" not in ckpt:  # e.g. a state_dict saved by hand
-        raise ValueError("it holds no saved args: it was not written by --save-model")
-    saved = ckpt["args"]
-    env = make_env(saved["env_id"], 0, False, "")()
-    problem = check_spaces(env.observation_space, env.action_space)
-    if problem:  # another script's checkpoint
-        raise ValueError(f"it was trained on {saved['env_id']}: {problem}")
-    q_network = QNetwork(env.observation_space.shape[0], int(env.action_space.n))
-    try:  # where another script's checkpoint of an env this script also plays fails
-        q_network.load_state_dict(ckpt["model"])
-    except (KeyError, RuntimeError):
-        raise ValueError(f"its weights are not dqn.py's network for {saved['env_id']}: "
-                         "another script's checkpoint?") from None
-    env.close()
-    return q_network.to(device), saved
+def td_target(rewards, terminations, next_q_target, gamma: float, next_q_online=None) -> torch.Tensor:
+    """y = r + gamma * (1 - terminated) * Q_target(s', a'), with a' = argmax of Q_target (DQN) or, given
+    next_q_online, of the online network (Double DQN). next_q_* are (batch, num_actions)."""
+    if next_q_online is None:
+        next_value = next_q_target.max(dim=1).values
+    else:
+        next_value = next_q_target.gather(1, next_q_online.argmax(dim=1, keepdim=True)).squeeze(1)
+    return rewards + gamma * (1.0 - terminations) * next_value
 
 
-def evaluate(q_network: QNetwork, saved: dict, eval_episodes: int, run_name: str, capture_video: bool,
-             device: torch.device, seed: int):
-    """Episodic returns of a loaded checkpoint's greedy policy."""
-    env = make_env(saved["env_id"], 0, capture_video, run_name)()
-    returns = []
-    obs, _ = env.reset(seed=seed)
-    episode_return = 0.0
-    while len(returns) < eval_episodes:
-        with torch.no_grad():
-            action = q_network(torch.as_tensor(obs[None], dtype=torch.float32, device=device)).argmax(1).item()
-        obs, reward, terminated, truncated, _ = env.step(action + int(env.action_space.start))
-        episode_return += float(reward)
-        if terminated or truncated:
-            returns.append(episode_return)
-            episode_return = 0.0
-            obs, _ = env.reset()
-    env.close()
-    return returns
+@torch.no_grad()
+def polyak_update(target_params: list, params: list, tau: float):
+    """target <- tau * online + (1 - tau) * target, all tensors in one fused call (lerp(target, online, tau) is
+    exactly target + tau * (online - target)). No autograd: an in-place op fed by weights that require grad
+    would make each target a graph node, chained to the previous one at every call, growing for the whole run."""
+    torch._foreach_lerp_(target_params, params, tau)
 
 
-def fail(message: str):
-    """A user's mistake: one line on stderr, exit status 2, nothing written."""
-    print(f"dqn.py: error: {message}", file=sys.stderr)
-    sys.exit(2)
+def target_update_rate(tau: float, global_step: int, num_envs: int, frequency: int) -> float:
+    """The step size of this iteration's target-network update: 0 if global_step crossed no multiple of
+    `frequency`; else k Polyak steps theta^- <- (1 - tau) theta^- + tau theta taken at once, which move the
+    target by 1 - (1 - tau)^k. With several envs an iteration can cross k > 1 multiples, and a target moved
+    only once would track more slowly than configured."""
+    crossed = global_step // frequency - (global_step - num_envs) // frequency
+    return 1.0 - (1.0 - tau) ** crossed
 
 
-def gl_failure(e: Exception) -> str | None:
-    """The one line for a MuJoCo env whose OpenGL backend cannot load, None for any other failure. MuJoCo loads
-    the backend that MUJOCO_GL names when it is imported, i.e. inside the first gym.make of a MuJoCo env."""
-    if any("gl_context" in frame.filename for frame in traceback.extract_tb(e.__traceback__)):
-        return (f"MuJoCo cannot load its OpenGL backend MUJOCO_GL={os.environ.get('MUJOCO_GL')} "
-                f"({type(e).__name__}: {e}); install that library, or set MUJOCO_GL=disable to run without video")
-    return None
-
-
-if __name__ == "__main__":
-    args = tyro.cli(Args)
-    torch.set_num_threads(max(args.torch_threads, 1))
+# --------------------------------------------------------------------------------------------- the training loop
+def train(args: Args) -> tuple[QNetwork, Path]:
+    """Train on args and return the Q-network and the run folder (TensorBoard log, checkpoint). main() checks a
+    command line first; from a notebook or a sweep:
+        q_network, run = train(Args(env_id="Acrobot-v1", num_envs=4, double_q=True))"""
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
-    if args.capture_video and not os.environ.get("DISPLAY"):
-        os.environ.setdefault("MUJOCO_GL", "egl")  # MuJoCo's offscreen GL backend when there is no display
-
-    if args.eval_checkpoint is not None:
-        if not os.path.isfile(args.eval_checkpoint):
-            fail(f"no checkpoint at {args.eval_checkpoint}")
-        if args.eval_episodes <= 0:
-            fail(f"--eval-episodes must be positive, got {args.eval_episodes}")
-        run_name = f"{Path(args.eval_checkpoint).stem}-eval__{int(time.time())}"
-        try:
-            checkpoint = load_checkpoint(args.eval_checkpoint, device)
-        except (pickle.UnpicklingError, RuntimeError, KeyError, EOFError, ValueError) as e:
-            fail(f"cannot load checkpoint {args.eval_checkpoint}: {str(e).splitlines()[0]}")
-        except Exception as e:  # its env cannot be made on this machine
-            fail(gl_failure(e) or f"cannot make the env of checkpoint {args.eval_checkpoint}: {e}")
-        returns = evaluate(*checkpoint, args.eval_episodes, run_name, args.capture_video, device, args.seed)
-        print(f"eval: mean return {np.mean(returns):.2f} +- {np.std(returns):.2f} over {len(returns)} episodes")
-        sys.exit(0)
-
-    # Validate everything before the first file is written (or the buffer allocated).
-    try:
-        probe = make_env(args.env_id, 0, False, "")()
-    except Exception as e:  # a wrong id, a missing package, a GL library MuJoCo cannot load: one line each
-        if is_atari(args.env_id):
-            fail(f"{args.env_id} is an Atari game, played from pixels: use ppo_atari.py")
-        fail(gl_failure(e) or f"cannot make env {args.env_id!r}: {e}")
-    problem = check_spaces(probe.observation_space, probe.action_space) or check_sizes(args)
-    if problem:
-        fail(problem)
-    obs_shape = probe.observation_space.shape
-    probe.close()
-    buffer_size = max(args.buffer_size // args.num_envs, 1) * args.num_envs  # whole steps of all envs
-    buffer_bytes = ReplayBuffer.nbytes(buffer_size, obs_shape)
-    available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    if buffer_bytes > 0.8 * available:
-        fail(f"a replay buffer of {buffer_size} transitions needs {buffer_bytes / 2**30:.1f} GiB, "
-             f"more than the {available / 2**30:.1f} GiB of memory available")
-
     run_name = f"{args.env_id.replace('/', '-').replace(':', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"
     if args.track:
         import wandb
@@ -413,7 +262,7 @@ if __name__ == "__main__":
         [make_env(args.env_id, i, args.capture_video, run_name) for i in range(args.num_envs)],
         autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
     )
-    num_actions = int(envs.single_action_space.n)
+    obs_shape, num_actions = envs.single_observation_space.shape, int(envs.single_action_space.n)
     action_start = envs.single_action_space.start  # Discrete(n, start): output i is the env's action start + i
 
     q_network = QNetwork(obs_shape[0], num_actions).to(device)
@@ -421,13 +270,15 @@ if __name__ == "__main__":
     optimizer = torch.optim.Adam(q_network.parameters(), lr=args.learning_rate, fused=True)
     target_network = QNetwork(obs_shape[0], num_actions).to(device)
     target_network.load_state_dict(q_network.state_dict())
+    buffer_size = max(args.buffer_size // args.num_envs, 1) * args.num_envs  # whole steps of all envs
+    buffer_bytes = ReplayBuffer.nbytes(buffer_size, obs_shape)
     print(f"replay buffer: {buffer_size} transitions, {buffer_bytes / 2**20:.1f} MiB")
     rb = ReplayBuffer(buffer_size, obs_shape, replay_seed)
 
     start_time = time.time()
-    # Episode statistics, summed here rather than by gymnasium's RecordEpisodeStatistics wrapper (its per-step
-    # bookkeeping cost more than the Q-network's forward pass), and written to TensorBoard with the progress
-    # line rather than as episodes end: the writer's thread wakes up for every scalar and takes the GIL.
+    # Episode statistics, summed here rather than by gymnasium's RecordEpisodeStatistics wrapper (a few array
+    # operations instead of its per-step bookkeeping), and written to TensorBoard with the progress line rather
+    # than as episodes end: the writer's thread wakes up for every scalar and takes the GIL.
     episode_returns, episode_lengths = np.zeros(args.num_envs), np.zeros(args.num_envs, np.int64)
     finished = []  # (global_step, return, length) of the episodes not yet written
     recent_returns = deque(maxlen=10)
@@ -490,18 +341,16 @@ if __name__ == "__main__":
         # target_network_frequency that global_step crossed.
         rate = target_update_rate(args.tau, global_step, args.num_envs, args.target_network_frequency)
         if rate > 0:
-            with torch.no_grad():
-                # theta^- <- theta^- + rate * (theta - theta^-), all tensors in one fused operation
-                torch._foreach_lerp_(list(target_network.parameters()), list(q_network.parameters()), rate)
+            polyak_update(list(target_network.parameters()), list(q_network.parameters()), rate)
 
         if iteration % print_every == 0 or iteration == num_iterations:
+            sps = int(global_step / (time.time() - start_time))
+            writer.add_scalar("charts/SPS", sps, global_step)
+            writer.add_scalar("charts/epsilon", epsilon, global_step)
             for end_step, episodic_return, episodic_length in finished:
                 writer.add_scalar("charts/episodic_return", episodic_return, end_step)
                 writer.add_scalar("charts/episodic_length", episodic_length, end_step)
             finished.clear()
-            sps = int(global_step / (time.time() - start_time))
-            writer.add_scalar("charts/SPS", sps, global_step)
-            writer.add_scalar("charts/epsilon", epsilon, global_step)
             mean_return = f"{np.mean(recent_returns):.1f}" if recent_returns else "n/a"
             elapsed = time.time() - start_time
             remaining = elapsed * (num_iterations - iteration) / iteration
@@ -522,3 +371,176 @@ if __name__ == "__main__":
     writer.close()
     if args.track:
         wandb.finish()
+    return q_network, Path("runs") / run_name
+
+
+# ------------------------------------------------- plumbing: input checks, envs, checkpoints, evaluation, errors
+def check_spaces(obs_space: gym.Space, act_space: gym.Space) -> str | None:
+    """Why dqn.py cannot run on these spaces, or None if it can."""
+    if isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) >= 2:
+        return f"image observations {obs_space.shape} need a convolutional network: use ppo_atari.py"
+    if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) != 1:
+        return f"dqn.py needs a flat Box observation space, got {obs_space}"
+    if isinstance(act_space, gym.spaces.Box):
+        return f"dqn.py needs a Discrete action space, got {act_space}: use ppo.py or ddpg_continuous.py"
+    if not isinstance(act_space, gym.spaces.Discrete):
+        return f"dqn.py needs a Discrete action space, got {act_space}"
+    return None
+
+
+def check_sizes(args: Args) -> str | None:
+    """Why these sizes cannot work, or None if they can."""
+    for name in ("total_timesteps", "num_envs", "buffer_size", "batch_size", "target_network_frequency",
+                 "train_frequency", "eval_episodes", "torch_threads"):
+        value = getattr(args, name)
+        if value is not None and value <= 0:  # None: --torch-threads left to torch
+            return f"--{name.replace('_', '-')} must be positive, got {value}"
+    if args.learning_starts < 0:
+        return f"--learning-starts must not be negative, got {args.learning_starts}"
+    if args.learning_rate <= 0:
+        return f"--learning-rate must be positive, got {args.learning_rate}"
+    if not 0 <= args.gamma <= 1:
+        return f"--gamma must be in [0, 1], got {args.gamma}"
+    if not 0 < args.tau <= 1:
+        return f"--tau must be in (0, 1], got {args.tau}"
+    if not 0 < args.exploration_fraction <= 1:
+        return f"--exploration-fraction must be in (0, 1], got {args.exploration_fraction}"
+    if not (0 <= args.end_e <= 1 and 0 <= args.start_e <= 1):
+        return f"--start-e and --end-e must be probabilities, got {args.start_e} and {args.end_e}"
+    if args.batch_size > args.buffer_size:
+        return f"--batch-size {args.batch_size} is larger than --buffer-size {args.buffer_size}"
+    if args.total_timesteps < args.num_envs:
+        return f"--total-timesteps {args.total_timesteps} is fewer than one step of {args.num_envs} envs"
+    return None
+
+
+def make_env(env_id: str, idx: int, capture_video: bool, run_name: str):
+    def thunk():
+        if capture_video and idx == 0:
+            env = gym.make(env_id, render_mode="rgb_array")
+            env = gym.wrappers.RecordVideo(env, f"videos/{run_name}", disable_logger=True)
+        else:
+            env = gym.make(env_id)
+        if isinstance(env.observation_space, gym.spaces.Discrete):
+            # A Discrete(n) observation (FrozenLake's cell number) names a state, it does not measure one: feed
+            # the network a one-hot vector of n inputs, as stable-baselines3 does. For a Discrete space,
+            # FlattenObservation is exactly that one-hot encoding.
+            env = gym.wrappers.FlattenObservation(env)
+        return env
+
+    return thunk
+
+
+def is_atari(env_id: str) -> bool:
+    """Whether env_id names an Atari game. ale-py registers those ids only once imported, and this file
+    does not import it (pixels are ppo_atari.py's business), so gym.make alone says "not found"."""
+    try:
+        import ale_py
+    except ImportError:
+        return env_id.startswith("ALE/")
+    gym.register_envs(ale_py)
+    return env_id in gym.registry and str(gym.registry[env_id].entry_point).startswith("ale_py")
+
+
+def load_checkpoint(path: str, device: torch.device):
+    """Rebuild (Q-network, saved args dict) from a checkpoint written by --save-model.
+    weights_only=True: loading someone else's file cannot run their code. The file is read onto the CPU,
+    whatever device wrote it, and only the network moves to `device`."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(ckpt, dict) or "args" not in ckpt:  # e.g. a state_dict saved by hand
+        raise ValueError("it holds no saved args: it was not written by --save-model")
+    saved = ckpt["args"]
+    env = make_env(saved["env_id"], 0, False, "")()
+    problem = check_spaces(env.observation_space, env.action_space)
+    if problem:  # another script's checkpoint
+        raise ValueError(f"it was trained on {saved['env_id']}: {problem}")
+    q_network = QNetwork(env.observation_space.shape[0], int(env.action_space.n))
+    try:  # where another script's checkpoint of an env this script also plays fails
+        q_network.load_state_dict(ckpt["model"])
+    except (KeyError, RuntimeError):
+        raise ValueError(f"its weights are not dqn.py's network for {saved['env_id']}: "
+                         "another script's checkpoint?") from None
+    env.close()
+    return q_network.to(device), saved
+
+
+def evaluate(q_network: QNetwork, saved: dict, eval_episodes: int, run_name: str, capture_video: bool,
+             device: torch.device, seed: int):
+    """Episodic returns of a loaded checkpoint's greedy policy."""
+    env = make_env(saved["env_id"], 0, capture_video, run_name)()
+    returns = []
+    obs, _ = env.reset(seed=seed)
+    episode_return = 0.0
+    while len(returns) < eval_episodes:
+        with torch.no_grad():
+            action = q_network(torch.as_tensor(obs[None], dtype=torch.float32, device=device)).argmax(1).item()
+        obs, reward, terminated, truncated, _ = env.step(action + int(env.action_space.start))
+        episode_return += float(reward)
+        if terminated or truncated:
+            returns.append(episode_return)
+            episode_return = 0.0
+            obs, _ = env.reset()
+    env.close()
+    return returns
+
+
+def fail(message: str):
+    """A user's mistake: one line on stderr, exit status 2, nothing written."""
+    print(f"dqn.py: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def gl_failure(e: Exception) -> str | None:
+    """The one line for a MuJoCo env whose OpenGL backend cannot load, None for any other failure. MuJoCo loads
+    the backend that MUJOCO_GL names when it is imported, i.e. inside the first gym.make of a MuJoCo env."""
+    if any("gl_context" in frame.filename for frame in traceback.extract_tb(e.__traceback__)):
+        return (f"MuJoCo cannot load its OpenGL backend MUJOCO_GL={os.environ.get('MUJOCO_GL')} "
+                f"({type(e).__name__}: {e}); install that library, or set MUJOCO_GL=disable to run without video")
+    return None
+
+
+def main():
+    """The command line: evaluate a checkpoint or train, each input checked before the first file is written."""
+    args = tyro.cli(Args)
+    if args.torch_threads is not None:
+        torch.set_num_threads(max(args.torch_threads, 1))
+    if args.capture_video and not os.environ.get("DISPLAY"):
+        os.environ.setdefault("MUJOCO_GL", "egl")  # MuJoCo's offscreen GL backend when there is no display
+
+    if args.eval_checkpoint is not None:
+        device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+        if not os.path.isfile(args.eval_checkpoint):
+            fail(f"no checkpoint at {args.eval_checkpoint}")
+        if args.eval_episodes <= 0:
+            fail(f"--eval-episodes must be positive, got {args.eval_episodes}")
+        run_name = f"{Path(args.eval_checkpoint).stem}-eval__{int(time.time())}"
+        try:
+            checkpoint = load_checkpoint(args.eval_checkpoint, device)
+        except (pickle.UnpicklingError, RuntimeError, KeyError, EOFError, ValueError) as e:
+            fail(f"cannot load checkpoint {args.eval_checkpoint}: {str(e).splitlines()[0]}")
+        except Exception as e:  # its env cannot be made on this machine
+            fail(gl_failure(e) or f"cannot make the env of checkpoint {args.eval_checkpoint}: {e}")
+        returns = evaluate(*checkpoint, args.eval_episodes, run_name, args.capture_video, device, args.seed)
+        print(f"eval: mean return {np.mean(returns):.2f} +- {np.std(returns):.2f} over {len(returns)} episodes")
+        return
+    try:
+        probe = make_env(args.env_id, 0, False, "")()
+    except Exception as e:  # a wrong id, a missing package, a GL library MuJoCo cannot load: one line each
+        if is_atari(args.env_id):
+            fail(f"{args.env_id} is an Atari game, played from pixels: use ppo_atari.py")
+        fail(gl_failure(e) or f"cannot make env {args.env_id!r}: {e}")
+    problem = check_spaces(probe.observation_space, probe.action_space) or check_sizes(args)
+    if problem:
+        fail(problem)
+    buffer_size = max(args.buffer_size // args.num_envs, 1) * args.num_envs  # as train() rounds it
+    buffer_bytes = ReplayBuffer.nbytes(buffer_size, probe.observation_space.shape)
+    probe.close()
+    available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    if buffer_bytes > 0.8 * available:
+        fail(f"a replay buffer of {buffer_size} transitions needs {buffer_bytes / 2**30:.1f} GiB, "
+             f"more than the {available / 2**30:.1f} GiB of memory available")
+    train(args)
+
+
+if __name__ == "__main__":
+    main()

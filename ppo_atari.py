@@ -48,7 +48,7 @@ that published PPO results rely on, in the order they apply:
      game goes on, and the next observation continues the same game (in the training loop);
   g. rewards clipped to their sign, -1, 0 or +1, for learning only (in the training loop).
 charts/episodic_return is the game's own score over a whole game, all lives, unclipped: the number that
-published results report.
+published results report; charts/episodic_length, its length in agent steps of 4 frames (CleanRL's: frames).
 
 Which env id: the `*NoFrameskip-v4` ids (e.g. BreakoutNoFrameskip-v4, the default) are a deterministic
 emulator whose only randomness is the no-op starts: the protocol of DQN, of the PPO paper and of CleanRL's
@@ -74,8 +74,8 @@ Usage:
     python ppo_atari.py --help                                # every flag
     torchrun --standalone --nproc-per-node 2 ppo_atari.py     # one agent trained by 2 processes (see below)
 
-Data parallelism with torchrun (optional; the lines marked "torchrun" in the main block, which a first
-reading can skip). `torchrun --nproc-per-node N ppo_atari.py ...` starts N copies of this script, on one
+Data parallelism with torchrun (optional; the lines marked "torchrun" in train(), which a first reading
+can skip). `torchrun --nproc-per-node N ppo_atari.py ...` starts N copies of this script, on one
 machine or several (torchrun's --nnodes, --node-rank, --rdzv-endpoint). Each copy, a "rank", plays its own
 `num_envs` envs (seeded apart) and collects its own rollout; at every minibatch step the ranks average their
 gradients, so that all of them hold the same weights at all times and together take the step a single
@@ -90,12 +90,10 @@ import pickle
 import random
 import sys
 import time
-import traceback
 from collections import deque
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Optional
 
 import ale_py
 import gymnasium as gym
@@ -118,15 +116,14 @@ class Args:
     """if toggled, `torch.backends.cudnn.deterministic=True`"""
     cuda: bool = True
     """if toggled, cuda is used when available"""
-    torch_threads: Optional[int] = None
-    """CPU threads for torch; by default torch's choice (OMP_NUM_THREADS if set, as torchrun does for 2 or more
-    processes, else one per core): the CNN's convolutions ran 1.2-1.3x faster on 2 free cores than on 1 (see the
-    README), but more threads than free cores can be several times slower: on cores busy with other work, use 1"""
+    torch_threads: int | None = None
+    """CPU threads for torch (None: torch's choice, OMP_NUM_THREADS if set, as torchrun sets it for 2+ processes, else
+    one per core): the convolutions gain from free cores, and lose to threads waiting on busy ones: there, use 1"""
     track: bool = False
     """if toggled, the run is tracked with Weights & Biases (WANDB_MODE=offline works without network)"""
     wandb_project_name: str = "single-file-rl"
     """the Weights & Biases project name"""
-    wandb_entity: Optional[str] = None
+    wandb_entity: str | None = None
     """the Weights & Biases entity (team)"""
     capture_video: bool = False
     """if toggled, record videos of env 0's games (the real screen, not the 84x84 input) under `videos/{run_name}`"""
@@ -134,16 +131,11 @@ class Args:
     """if toggled, save a checkpoint to `runs/{run_name}/{exp_name}.pt` and evaluate it after training"""
     eval_episodes: int = 10
     """games of the deterministic policy when evaluating a checkpoint"""
-    eval_checkpoint: Optional[str] = None
+    eval_checkpoint: str | None = None
     """path of a checkpoint to evaluate (and film, with --capture-video) instead of training"""
     async_envs: bool = False
-    """if toggled, step the envs in subprocesses (gymnasium's AsyncVectorEnv), for machines with cores to spare.
-    Measured on this project's shared 2-core machine (default settings, one torch thread, 5120 steps, two
-    alternating runs): 101 and 64 SPS against 106 and 73 without it, 5-12% slower: there, the network's update
-    leaves no core idle. On a quiet 2-core host (10240 steps, two alternating runs): the same with one torch thread
-    (393 and 401 SPS against 387 and 415), 11% slower with torch's two (527 and 529 against 608 and 590). On a GPU
-    machine with 16 cores (H200, 10240 steps, one run each): 1679 SPS against 944 without it, since there the
-    emulator is most of the step"""
+    """if toggled, step the envs in subprocesses (gymnasium's AsyncVectorEnv): faster where the emulators get cores the
+    network leaves idle (a GPU machine with cores to spare), a little slower where the update keeps every core busy"""
     dist_timeout: float = 300.0
     """torchrun only: seconds a process waits for the others (to join, or at a gradient exchange) before it
     stops with an error, so that a dead or stuck process or a wrong rendezvous fails instead of hanging"""
@@ -152,7 +144,7 @@ class Args:
     env_id: str = "BreakoutNoFrameskip-v4"
     """the id of the environment: an ALE game, `*NoFrameskip-v4` or `ALE/*-v5`"""
     total_timesteps: int = 10_000_000
-    """total env steps of the experiment, summed over envs (one step is 4 frames)"""
+    """total env steps of the experiment, summed over envs (a step is 4 frames, the unit of charts/episodic_length)"""
     learning_rate: float = 2.5e-4
     """the learning rate of the optimizer"""
     num_envs: int = 8
@@ -181,110 +173,67 @@ class Args:
     """coefficient of the value function loss"""
     max_grad_norm: float = 0.5
     """the maximum norm for the global gradient clipping"""
-    target_kl: Optional[float] = None
+    target_kl: float | None = None
     """stop an update's epochs early once the approximate KL exceeds this (off by default)"""
 
 
-def check_env(env: gym.Env, env_id: str) -> Optional[str]:
-    """Why ppo_atari.py cannot run on this env, or None if it can."""
-    if not isinstance(env.unwrapped, ale_py.AtariEnv):
-        return (f"{env_id} is not an Atari game: ppo_atari.py plays ALE games from pixels (e.g. "
-                f"BreakoutNoFrameskip-v4, ALE/Pong-v5); for vector observations use ppo.py")
-    return None
+# -------------------------------------------------------------------------------------------------- the networks
+def layer_init(layer: nn.Module, std: float = np.sqrt(2), bias_const: float = 0.0) -> nn.Module:
+    """Orthogonal weights with gain `std`, zero bias: the init of the original PPO code."""
+    torch.nn.init.orthogonal_(layer.weight, std)
+    torch.nn.init.constant_(layer.bias, bias_const)
+    return layer
 
 
-def check_sizes(args: Args, world_size: int = 1) -> Optional[str]:
-    """Why these sizes cannot work, or None if they can. Under torchrun, world_size processes each collect a
-    rollout of num_envs * num_steps steps."""
-    for name in ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs",
-                 "eval_episodes", "torch_threads"):
-        value = getattr(args, name)
-        if value is not None and value <= 0:  # None: --torch-threads left to torch
-            return f"--{name.replace('_', '-')} must be positive, got {value}"
-    if args.learning_rate <= 0:
-        return f"--learning-rate must be positive, got {args.learning_rate}"
-    for name in ("gamma", "gae_lambda"):
-        if not 0 <= getattr(args, name) <= 1:
-            return f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(args, name)}"
-    batch_size = args.num_envs * args.num_steps
-    if batch_size % args.num_minibatches:
-        return (f"--num-minibatches {args.num_minibatches} does not divide the batch of "
-                f"num_envs * num_steps = {batch_size} transitions")
-    if args.total_timesteps < batch_size * world_size:
-        processes = f" ({world_size} processes x {batch_size})" if world_size > 1 else ""
-        return (f"--total-timesteps {args.total_timesteps} is smaller than one rollout of "
-                f"{batch_size * world_size} steps{processes}")
-    if args.dist_timeout <= 0:
-        return f"--dist-timeout must be positive, got {args.dist_timeout}"
-    return None
+class Agent(nn.Module):
+    """The Nature-DQN trunk (three convolutions, then 512 units, ReLU) shared by a policy head and a value head.
+    Pixels arrive as uint8 and are scaled to [0, 1] here, so that the rollout stores bytes. The small final-layer
+    gains make the initial policy near-uniform (actor, 0.01) and the initial values near zero (critic, 1.0)."""
+
+    def __init__(self, num_actions: int):
+        super().__init__()
+        self.network = nn.Sequential(
+            layer_init(nn.Conv2d(4, 32, 8, stride=4)), nn.ReLU(),   # (4, 84, 84) -> (32, 20, 20)
+            layer_init(nn.Conv2d(32, 64, 4, stride=2)), nn.ReLU(),  # -> (64, 9, 9)
+            layer_init(nn.Conv2d(64, 64, 3, stride=1)), nn.ReLU(),  # -> (64, 7, 7)
+            nn.Flatten(),
+            layer_init(nn.Linear(64 * 7 * 7, 512)), nn.ReLU(),
+        )
+        self.actor = layer_init(nn.Linear(512, num_actions), std=0.01)
+        self.critic = layer_init(nn.Linear(512, 1), std=1.0)
+        # channels_last: the layout in which oneDNN (CPU) and cuDNN run convolutions fastest; the math is the same.
+        self.to(memory_format=torch.channels_last)
+
+    def hidden(self, x: torch.Tensor) -> torch.Tensor:
+        """The trunk's 512 features of a batch of uint8 frame stacks (N, 4, 84, 84)."""
+        # The input goes into the weights' layout here, once: left in NCHW, the first convolution converts it
+        # itself, in the forward pass and again in the backward pass. The bytes are reordered before scaling:
+        # a quarter of the memory to move as floats would be.
+        return self.network(x.contiguous(memory_format=torch.channels_last) / 255.0)
+
+    def get_value(self, x: torch.Tensor) -> torch.Tensor:
+        return self.critic(self.hidden(x)).squeeze(-1)
+
+    def get_action_and_value(self, x: torch.Tensor, action: torch.Tensor | None = None):
+        """Sample an action (or score the given one): (action, log pi(action|x), entropy, V(x)).
+
+        The categorical distribution's formulas are written out: for a handful of observations, building a
+        torch.distributions object costs more than this math.
+        """
+        hidden = self.hidden(x)
+        log_probs = torch.log_softmax(self.actor(hidden), dim=-1)
+        if action is None:
+            action = torch.multinomial(log_probs.exp(), 1).squeeze(-1)
+        logprob = log_probs.gather(-1, action.long().unsqueeze(-1)).squeeze(-1)
+        entropy = -(log_probs.exp() * log_probs).sum(-1)
+        return action, logprob, entropy, self.critic(hidden).squeeze(-1)
+
+    def act_deterministic(self, x: torch.Tensor) -> torch.Tensor:
+        """The most probable action, for evaluation."""
+        return self.actor(self.hidden(x)).argmax(-1)
 
 
-class FireReset(gym.Wrapper):
-    """Press FIRE (then action 2, as OpenAI baselines did for the published results) when a game starts and
-    after each lost life. Breakout, for one, serves the ball only on FIRE: without this, a policy that has
-    not yet learned to press it watches an empty screen until the time limit. The reward of the presses that
-    follow a lost life is added to that step's reward, so that the logged score misses nothing."""
-
-    def __init__(self, env: gym.Env):
-        super().__init__(env)
-        self.lives = 0
-
-    def press_fire(self):
-        reward = 0.0
-        for action in (1, 2):
-            obs, r, terminated, truncated, info = self.env.step(action)
-            reward += r
-            if terminated or truncated:
-                break
-        return obs, reward, terminated, truncated, info
-
-    def reset(self, **kwargs):
-        self.env.reset(**kwargs)
-        obs, _, terminated, truncated, info = self.press_fire()
-        if terminated or truncated:
-            obs, info = self.env.reset(**kwargs)
-        self.lives = info["lives"]
-        return obs, info
-
-    def step(self, action):
-        obs, reward, terminated, truncated, info = self.env.step(action)
-        if info["lives"] < self.lives and not (terminated or truncated):
-            obs, fire_reward, terminated, truncated, info = self.press_fire()
-            reward += fire_reward
-        self.lives = info["lives"]
-        return obs, reward, terminated, truncated, info
-
-
-FRAME_SKIP = 4
-
-
-def make_env(env_id: str, idx: int, capture_video: bool, run_name: str):
-    def thunk():
-        # frameskip=1: the emulator renders every frame and AtariPreprocessing skips them (ALE/*-v5 ids would
-        # otherwise skip 4 themselves, 16 in all). Sticky actions stay as the id sets them. obs_type="grayscale":
-        # AtariPreprocessing reads the screen itself, so the env's own per-frame copy of it is waste; in gray it
-        # is a third the size of RGB (8 envs stepped 8% faster here). Videos still film render()'s RGB screen.
-        env = gym.make(env_id, frameskip=1, obs_type="grayscale",
-                       render_mode="rgb_array" if capture_video and idx == 0 else None)
-        # a-c. Up to 30 no-ops on reset; frame skip 4 with a max over the last two frames; 84x84 grayscale.
-        # terminal_on_life_loss stays off: the env would then be *reset* after each life (a new game); the
-        # training loop ends learning episodes at a lost life instead, and the game goes on.
-        env = gym.wrappers.AtariPreprocessing(env, noop_max=30, frame_skip=FRAME_SKIP, screen_size=84,
-                                              terminal_on_life_loss=False, grayscale_obs=True)
-        if capture_video and idx == 0:
-            # Above the preprocessing, RecordVideo films the frames the agent acts on in full color and size
-            # (render() is the real screen), at the game's speed: 60 frames a second, every 4th kept.
-            env = gym.wrappers.RecordVideo(env, f"videos/{run_name}", fps=60 // FRAME_SKIP, disable_logger=True)
-        # d. FIRE where the game needs it to start.
-        if "FIRE" in env.unwrapped.get_action_meanings():
-            env = FireReset(env)
-        # e. The last 4 frames, (4, 84, 84) uint8; at a reset the stack is filled with the first frame.
-        env = gym.wrappers.FrameStackObservation(env, 4)
-        return env
-
-    return thunk
-
-
+# ------------------------------------------------------------------------------------------------------ the math
 def learning_signals(reward, terminated, truncated, lives, prev_lives):
     """What learning sees of one step of the vector envs: (rewards, terminations, dones), float32 arrays.
 
@@ -299,63 +248,6 @@ def learning_signals(reward, terminated, truncated, lives, prev_lives):
     terminations = terminated | life_lost
     return (np.sign(reward).astype(np.float32), terminations.astype(np.float32),
             (terminations | truncated).astype(np.float32))
-
-
-def layer_init(layer: nn.Module, std: float = np.sqrt(2), bias_const: float = 0.0) -> nn.Module:
-    """Orthogonal weights with gain `std`, zero bias: the init of the original PPO code."""
-    torch.nn.init.orthogonal_(layer.weight, std)
-    torch.nn.init.constant_(layer.bias, bias_const)
-    return layer
-
-
-class Agent(nn.Module):
-    """The Nature-DQN trunk (three convolutions, then 512 units, ReLU) shared by a policy head and a value
-    head. Pixels arrive as uint8 and are scaled to [0, 1] here, so that the rollout stores bytes. The small
-    final-layer gains make the initial policy near-uniform (actor, 0.01) and the initial values near zero
-    (critic, 1.0)."""
-
-    def __init__(self, num_actions: int):
-        super().__init__()
-        self.network = nn.Sequential(
-            layer_init(nn.Conv2d(4, 32, 8, stride=4)), nn.ReLU(),   # (4, 84, 84) -> (32, 20, 20)
-            layer_init(nn.Conv2d(32, 64, 4, stride=2)), nn.ReLU(),  # -> (64, 9, 9)
-            layer_init(nn.Conv2d(64, 64, 3, stride=1)), nn.ReLU(),  # -> (64, 7, 7)
-            nn.Flatten(),
-            layer_init(nn.Linear(64 * 7 * 7, 512)), nn.ReLU(),
-        )
-        self.actor = layer_init(nn.Linear(512, num_actions), std=0.01)
-        self.critic = layer_init(nn.Linear(512, 1), std=1.0)
-        # channels_last: the layout in which oneDNN (CPU) and cuDNN run convolutions fastest. The math is the
-        # same; on this project's CPU the update took about a third less time (benchmark in the README).
-        self.to(memory_format=torch.channels_last)
-
-    def hidden(self, x: torch.Tensor) -> torch.Tensor:
-        """The trunk's 512 features of a batch of uint8 frame stacks (N, 4, 84, 84)."""
-        # The input goes into the weights' layout here, once: left in NCHW, the first convolution converts it
-        # itself, in the forward pass and again in the backward pass (a tenth of an update, two CPU threads).
-        # The bytes are reordered before scaling: a quarter of the memory to move as floats would be.
-        return self.network(x.contiguous(memory_format=torch.channels_last) / 255.0)
-
-    def get_value(self, x: torch.Tensor) -> torch.Tensor:
-        return self.critic(self.hidden(x)).squeeze(-1)
-
-    def get_action_and_value(self, x: torch.Tensor, action: Optional[torch.Tensor] = None):
-        """Sample an action (or score the given one): (action, log pi(action|x), entropy, V(x)).
-
-        The categorical distribution's formulas are written out: cheaper than building a
-        torch.distributions object for every batch.
-        """
-        hidden = self.hidden(x)
-        log_probs = torch.log_softmax(self.actor(hidden), dim=-1)
-        if action is None:
-            action = torch.multinomial(log_probs.exp(), 1).squeeze(-1)
-        logprob = log_probs.gather(-1, action.long().unsqueeze(-1)).squeeze(-1)
-        entropy = -(log_probs.exp() * log_probs).sum(-1)
-        return action, logprob, entropy, self.critic(hidden).squeeze(-1)
-
-    def act_deterministic(self, x: torch.Tensor) -> torch.Tensor:
-        """The most probable action, for evaluation."""
-        return self.actor(self.hidden(x)).argmax(-1)
 
 
 def compute_gae(rewards, values, next_values, terminations, dones, gamma: float, gae_lambda: float):
@@ -403,125 +295,22 @@ def explained_variance(predictions: np.ndarray, targets: np.ndarray) -> float:
     return float("nan") if var == 0 else float(1 - np.var(targets - predictions) / var)
 
 
-def load_checkpoint(path: str, device: torch.device):
-    """Rebuild (agent, saved args dict) from a checkpoint written by --save-model.
-    The file is read onto the CPU (a checkpoint written on a GPU loads anywhere) and the agent moved to
-    `device` afterwards. weights_only=True: loading someone else's file cannot run their code."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(ckpt, dict) or "args" not in ckpt:  # e.g. a state_dict saved by hand
-        raise ValueError("it holds no saved args: it was not written by --save-model")
-    saved = ckpt["args"]
-    env = gym.make(saved["env_id"])
-    env.close()  # only its spaces are needed
-    if check_env(env, saved["env_id"]):  # another script's checkpoint
-        raise ValueError(f"it was trained on {saved['env_id']}, not an Atari game")
-    agent = Agent(int(env.action_space.n))
-    agent.load_state_dict(ckpt["model"])
-    return agent.to(device), saved
-
-
-def evaluate(agent: Agent, saved: dict, eval_episodes: int, run_name: str, capture_video: bool,
-             device: torch.device, seed: int):
-    """Scores of whole games (all lives, unclipped) of a loaded checkpoint's deterministic policy."""
-    env = make_env(saved["env_id"], 0, capture_video, run_name)()
-    returns = []
-    obs, _ = env.reset(seed=seed)
-    episode_return = 0.0
-    while len(returns) < eval_episodes:
-        with torch.no_grad():
-            action = agent.act_deterministic(torch.as_tensor(obs[None], device=device))[0].item()
-        obs, reward, terminated, truncated, _ = env.step(action)
-        episode_return += float(reward)
-        if terminated or truncated:
-            returns.append(episode_return)
-            episode_return = 0.0
-            obs, _ = env.reset()
-    env.close()
-    return returns
-
-
-def average_gradients(agent: nn.Module, world_size: int):
-    """torchrun: replace every process's gradients by their mean over all processes. All gradients travel
-    flattened into one tensor, one message per minibatch step instead of one per parameter. (DDP would
-    do the same from hooks, overlapping the exchange with the backward pass; it syncs only through the
-    wrapped module's forward(), which this agent does not use, and on a 1.7M-parameter network the overlap
-    buys little. The plain all_reduce keeps the update readable.)"""
-    grads = [p.grad for p in agent.parameters()]
-    flat = torch.cat([g.reshape(-1) for g in grads])
-    dist.all_reduce(flat)  # the sum over processes (gloo has no average)
-    flat /= world_size
-    offset = 0
-    for g in grads:
-        g.copy_(flat[offset : offset + g.numel()].view_as(g))
-        offset += g.numel()
-
-
-def fail(message: str):
-    """A user's mistake: one line on stderr, exit status 2, nothing written. (Under torchrun every process
-    finds the same mistake; the first on each machine says it.)"""
-    if int(os.environ.get("LOCAL_RANK", 0)) == 0:
-        print(f"ppo_atari.py: error: {message}", file=sys.stderr)
-    sys.exit(2)
-
-
-def gl_failure(e: Exception) -> str | None:
-    """The one line for a MuJoCo env whose OpenGL backend cannot load, None for any other failure. MuJoCo loads
-    the backend that MUJOCO_GL names when it is imported, i.e. inside the first gym.make of a MuJoCo env."""
-    if any("gl_context" in frame.filename for frame in traceback.extract_tb(e.__traceback__)):
-        return (f"MuJoCo cannot load its OpenGL backend MUJOCO_GL={os.environ.get('MUJOCO_GL')} "
-                f"({type(e).__name__}: {e}); install that library, or set MUJOCO_GL=disable to run without video")
-    return None
-
-
-if __name__ == "__main__":
-    args = tyro.cli(Args)
-    if args.torch_threads is not None:
-        torch.set_num_threads(max(args.torch_threads, 1))
+# --------------------------------------------------------------------------------------------- the training loop
+def train(args: Args) -> tuple[Agent, Path]:
+    """Train on args and return the agent and the run folder (TensorBoard log, checkpoint); under torchrun every
+    process calls it, and rank 0 alone writes. main() checks a command line first; from a notebook or a sweep:
+        agent, run = train(Args(env_id="PongNoFrameskip-v4", seed=2))"""
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
-    # torchrun tells each process its place in environment variables (see "torchrun" below); a plain run is
-    # process (rank) 0 of 1.
-    distributed = all(name in os.environ for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE"))
-    rank, local_rank, world_size = ((int(os.environ[name]) for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE"))
-                                    if distributed else (0, 0, 1))
-
-    if args.eval_checkpoint is not None:
-        if world_size > 1:
-            fail("--eval-checkpoint runs in one process: python ppo_atari.py --eval-checkpoint ...")
-        if not os.path.isfile(args.eval_checkpoint):
-            fail(f"no checkpoint at {args.eval_checkpoint}")
-        if args.eval_episodes <= 0:
-            fail(f"--eval-episodes must be positive, got {args.eval_episodes}")
-        run_name = f"{Path(args.eval_checkpoint).stem}-eval__{int(time.time())}"
-        try:
-            checkpoint = load_checkpoint(args.eval_checkpoint, device)
-        except (pickle.UnpicklingError, RuntimeError, KeyError, EOFError, ValueError) as e:
-            fail(f"cannot load checkpoint {args.eval_checkpoint}: {str(e).splitlines()[0]}")
-        except Exception as e:  # its env cannot be made on this machine
-            fail(gl_failure(e) or f"cannot make the env of checkpoint {args.eval_checkpoint}: {e}")
-        returns = evaluate(*checkpoint, args.eval_episodes, run_name, args.capture_video, device, args.seed)
-        print(f"eval: mean return {np.mean(returns):.2f} +- {np.std(returns):.2f} over {len(returns)} episodes")
-        sys.exit(0)
-
-    # Validate everything before the first file is written.
-    try:
-        probe = gym.make(args.env_id)
-    except Exception as e:  # a wrong id, a missing package, a GL library MuJoCo cannot load: one line each
-        fail(gl_failure(e) or f"cannot make env {args.env_id!r}: {e}")
-    problem = check_env(probe, args.env_id) or check_sizes(args, world_size)
-    if problem:
-        fail(problem)
-    probe.close()
+    distributed, rank, local_rank, world_size = torchrun_place()
     batch_size = args.num_envs * args.num_steps  # this process's rollout
     minibatch_size = batch_size // args.num_minibatches
     num_iterations = args.total_timesteps // (batch_size * world_size)
-    # Seeds: a plain run uses --seed; under torchrun each process's envs get seeds of their own after those of
-    # the processes before it (env i of rank r: seed + r * num_envs + i), and so do its action samples.
+    # Seeds: under torchrun, rank r's env i gets --seed + r * num_envs + i, its action samples --seed + r * num_envs
     seed = args.seed + rank * args.num_envs
 
     # ---- torchrun: data parallelism across processes (skip on a first reading) ------------------------------
-    # Each process: its own GPU if there are GPUs (NCCL between GPUs, gloo between CPUs); the same weights
-    # (rank 0's, broadcast below); its gradients averaged with the others' at every minibatch step
-    # (average_gradients). A process that waits longer than --dist-timeout for the others stops with an error.
+    # Each process: its own GPU if there are GPUs (NCCL between GPUs, gloo between CPUs), rank 0's weights (broadcast
+    # below), gradients averaged at each minibatch step (average_gradients), an error after --dist-timeout of waiting.
     if distributed:
         if device.type == "cuda":
             local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", local_rank + 1))
@@ -560,8 +349,7 @@ if __name__ == "__main__":
     torch.backends.cudnn.deterministic = args.torch_deterministic
 
     # Env setup. SAME_STEP autoreset: a finished env is reset inside the step that ended it, and its real
-    # final observation comes back in infos["final_obs"] (see the module docstring). AsyncVectorEnv steps
-    # each env in its own process: it pays where cores outnumber the envs' needs, not on 2 cores.
+    # final observation comes back in infos["final_obs"] (see the module docstring).
     vector_env = gym.vector.AsyncVectorEnv if args.async_envs else gym.vector.SyncVectorEnv
     envs = vector_env(
         [make_env(args.env_id, i, args.capture_video and rank == 0, run_name) for i in range(args.num_envs)],
@@ -595,9 +383,10 @@ if __name__ == "__main__":
 
     global_step = 0
     start_time = time.time()
-    # Game statistics of the raw scores (all lives, unclipped), summed here rather than by gymnasium's
-    # RecordEpisodeStatistics wrapper, and written to TensorBoard with the progress line rather than as games
-    # end: the writer's thread wakes up for every scalar and takes the GIL.
+    # Episode statistics of the games' own scores (all lives, unclipped) and lengths (agent steps), summed here
+    # rather than by gymnasium's RecordEpisodeStatistics wrapper (a few array operations instead of its per-step
+    # bookkeeping), and written to TensorBoard with the progress line rather than as episodes end: the writer's
+    # thread wakes up for every scalar and takes the GIL.
     episode_returns, episode_lengths = np.zeros(args.num_envs), np.zeros(args.num_envs, np.int64)
     finished = []  # (global_step, return, length) of the games not yet written
     recent_returns = deque(maxlen=10)
@@ -655,7 +444,7 @@ if __name__ == "__main__":
             b_inds = torch.randperm(batch_size, device=device)
             for start in range(0, batch_size, minibatch_size):
                 mb = b_inds[start : start + minibatch_size]
-                # index_select copies whole frame stacks; b_obs[mb] gathers them byte by byte, 20x slower here
+                # index_select copies whole frame stacks at once, where b_obs[mb] would gather them byte by byte
                 _, new_logprob, entropy, new_value = agent.get_action_and_value(b_obs.index_select(0, mb),
                                                                                  b_actions[mb])
                 logratio = new_logprob - b_logprobs[mb]
@@ -735,3 +524,214 @@ if __name__ == "__main__":
         writer.close()
         if args.track:
             wandb.finish()
+    return agent, Path("runs") / run_name
+
+
+# ------------------------------------------------- plumbing: input checks, envs, checkpoints, evaluation, errors
+def check_env(env: gym.Env, env_id: str) -> str | None:
+    """Why ppo_atari.py cannot run on this env, or None if it can (the env: spaces alone cannot tell an ALE game)."""
+    if not isinstance(env.unwrapped, ale_py.AtariEnv):
+        return (f"{env_id} is not an Atari game: ppo_atari.py plays ALE games from pixels (e.g. "
+                f"BreakoutNoFrameskip-v4, ALE/Pong-v5); for vector observations use ppo.py")
+    first = env.unwrapped.get_action_meanings()[0]
+    if first != "NOOP":  # else AtariPreprocessing raises when train() makes the envs, the run folder already written
+        return f"{env_id}'s action 0 is {first}, not NOOP: ppo_atari.py starts each game with up to 30 NOOPs"
+    return None
+
+
+def check_sizes(args: Args, world_size: int = 1) -> str | None:
+    """Why these sizes cannot work, or None if they can; under torchrun world_size processes each collect a rollout."""
+    for name in ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs",
+                 "eval_episodes", "torch_threads"):
+        value = getattr(args, name)
+        if value is not None and value <= 0:  # None: --torch-threads left to torch
+            return f"--{name.replace('_', '-')} must be positive, got {value}"
+    if args.learning_rate <= 0:
+        return f"--learning-rate must be positive, got {args.learning_rate}"
+    for name in ("gamma", "gae_lambda"):
+        if not 0 <= getattr(args, name) <= 1:
+            return f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(args, name)}"
+    batch_size = args.num_envs * args.num_steps
+    if batch_size % args.num_minibatches:
+        return (f"--num-minibatches {args.num_minibatches} does not divide the batch of "
+                f"num_envs * num_steps = {batch_size} transitions")
+    if args.total_timesteps < batch_size * world_size:
+        processes = f" ({world_size} processes x {batch_size})" if world_size > 1 else ""
+        return (f"--total-timesteps {args.total_timesteps} is smaller than one rollout of "
+                f"{batch_size * world_size} steps{processes}")
+    if args.dist_timeout <= 0:
+        return f"--dist-timeout must be positive, got {args.dist_timeout}"
+    return None
+
+
+class FireReset(gym.Wrapper):
+    """Press FIRE (then action 2, as OpenAI baselines did for the published results) when a game starts and
+    after each lost life. Breakout, for one, serves the ball only on FIRE: without this, a policy that has
+    not yet learned to press it watches an empty screen until the time limit. The reward of the presses that
+    follow a lost life is added to that step's reward, so that the logged score misses nothing."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        self.lives = 0
+
+    def press_fire(self):
+        reward = 0.0
+        for action in (1, 2):
+            obs, r, terminated, truncated, info = self.env.step(action)
+            reward += r
+            if terminated or truncated:
+                break
+        return obs, reward, terminated, truncated, info
+
+    def reset(self, **kwargs):
+        self.env.reset(**kwargs)
+        obs, _, terminated, truncated, info = self.press_fire()
+        if terminated or truncated:
+            obs, info = self.env.reset(**kwargs)
+        self.lives = info["lives"]
+        return obs, info
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        if info["lives"] < self.lives and not (terminated or truncated):
+            obs, fire_reward, terminated, truncated, info = self.press_fire()
+            reward += fire_reward
+        self.lives = info["lives"]
+        return obs, reward, terminated, truncated, info
+
+
+FRAME_SKIP = 4
+
+
+def make_env(env_id: str, idx: int, capture_video: bool, run_name: str):
+    def thunk():
+        # frameskip=1: the emulator renders every frame and AtariPreprocessing skips them (ALE/*-v5 ids would
+        # otherwise skip 4 themselves, 16 in all). Sticky actions stay as the id sets them. obs_type="grayscale":
+        # AtariPreprocessing reads the screen itself, so the env's own per-frame copy of it is waste; in gray it
+        # is a third the size of RGB. Videos still film render()'s RGB screen.
+        env = gym.make(env_id, frameskip=1, obs_type="grayscale",
+                       render_mode="rgb_array" if capture_video and idx == 0 else None)
+        # a-c. Up to 30 no-ops on reset; frame skip 4 with a max over the last two frames; 84x84 grayscale.
+        # terminal_on_life_loss stays off: the env would then be *reset* after each life (a new game); the
+        # training loop ends learning episodes at a lost life instead, and the game goes on.
+        env = gym.wrappers.AtariPreprocessing(env, noop_max=30, frame_skip=FRAME_SKIP, screen_size=84,
+                                              terminal_on_life_loss=False, grayscale_obs=True)
+        if capture_video and idx == 0:
+            # Above the preprocessing, RecordVideo films the frames the agent acts on in full color and size
+            # (render() is the real screen), at the game's speed: 60 frames a second, every 4th kept.
+            env = gym.wrappers.RecordVideo(env, f"videos/{run_name}", fps=60 // FRAME_SKIP, disable_logger=True)
+        # d. FIRE where the game needs it to start.
+        if "FIRE" in env.unwrapped.get_action_meanings():
+            env = FireReset(env)
+        # e. The last 4 frames, (4, 84, 84) uint8; at a reset the stack is filled with the first frame.
+        env = gym.wrappers.FrameStackObservation(env, 4)
+        return env
+
+    return thunk
+
+
+def load_checkpoint(path: str, device: torch.device):
+    """Rebuild (agent, saved args dict) from a checkpoint written by --save-model.
+    weights_only=True: loading someone else's file cannot run their code. The file is read onto the CPU,
+    whatever device wrote it, and only the network moves to `device`."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(ckpt, dict) or "args" not in ckpt:  # e.g. a state_dict saved by hand
+        raise ValueError("it holds no saved args: it was not written by --save-model")
+    saved = ckpt["args"]
+    env = gym.make(saved["env_id"])
+    env.close()  # only its spaces are needed
+    if check_env(env, saved["env_id"]):  # another script's checkpoint
+        raise ValueError(f"it was trained on {saved['env_id']}, not an Atari game")
+    agent = Agent(int(env.action_space.n))
+    agent.load_state_dict(ckpt["model"])
+    return agent.to(device), saved
+
+
+def evaluate(agent: Agent, saved: dict, eval_episodes: int, run_name: str, capture_video: bool,
+             device: torch.device, seed: int):
+    """Scores of whole games (all lives, unclipped) of a loaded checkpoint's deterministic policy."""
+    env = make_env(saved["env_id"], 0, capture_video, run_name)()
+    returns = []
+    obs, _ = env.reset(seed=seed)
+    episode_return = 0.0
+    while len(returns) < eval_episodes:
+        with torch.no_grad():
+            action = agent.act_deterministic(torch.as_tensor(obs[None], device=device))[0].item()
+        obs, reward, terminated, truncated, _ = env.step(action)
+        episode_return += float(reward)
+        if terminated or truncated:
+            returns.append(episode_return)
+            episode_return = 0.0
+            obs, _ = env.reset()
+    env.close()
+    return returns
+
+
+def torchrun_place() -> tuple[bool, int, int, int]:
+    """torchrun: (distributed, rank, local rank, world size) from torchrun's variables; a plain run is rank 0 of 1."""
+    names = ("RANK", "LOCAL_RANK", "WORLD_SIZE")
+    distributed = all(name in os.environ for name in names)
+    return (distributed, *(int(os.environ[name]) for name in names)) if distributed else (False, 0, 0, 1)
+
+
+def average_gradients(agent: nn.Module, world_size: int):
+    """torchrun: replace every process's gradients by their mean over all processes, sent flattened into one tensor: one
+    message per minibatch step instead of one per parameter. (DDP would do the same from hooks, overlapping the exchange
+    with the backward pass; it syncs only through the wrapped module's forward(), which this agent does not use, and on
+    a 1.7M-parameter network the overlap buys little. The plain all_reduce keeps the update readable.)"""
+    grads = [p.grad for p in agent.parameters()]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)  # the sum over processes (gloo has no average)
+    flat /= world_size
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset : offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
+def fail(message: str):
+    """A user's mistake: one line on stderr, exit status 2, nothing written. (Under torchrun every process
+    finds the same mistake; the first on each machine says it.)"""
+    if int(os.environ.get("LOCAL_RANK", 0)) == 0:
+        print(f"ppo_atari.py: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def main():
+    """The command line: evaluate a checkpoint or train, each input checked before the first file is written."""
+    args = tyro.cli(Args)
+    if args.torch_threads is not None:
+        torch.set_num_threads(max(args.torch_threads, 1))
+    world_size = torchrun_place()[3]  # torchrun: how many processes run this
+
+    if args.eval_checkpoint is not None:
+        device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+        if world_size > 1:
+            fail("--eval-checkpoint runs in one process: python ppo_atari.py --eval-checkpoint ...")
+        if not os.path.isfile(args.eval_checkpoint):
+            fail(f"no checkpoint at {args.eval_checkpoint}")
+        if args.eval_episodes <= 0:
+            fail(f"--eval-episodes must be positive, got {args.eval_episodes}")
+        run_name = f"{Path(args.eval_checkpoint).stem}-eval__{int(time.time())}"
+        try:
+            checkpoint = load_checkpoint(args.eval_checkpoint, device)
+        except (pickle.UnpicklingError, RuntimeError, KeyError, EOFError, ValueError) as e:
+            fail(f"cannot load checkpoint {args.eval_checkpoint}: {str(e).splitlines()[0]}")
+        except Exception as e:  # its env cannot be made on this machine
+            fail(f"cannot make the env of checkpoint {args.eval_checkpoint}: {e}")
+        returns = evaluate(*checkpoint, args.eval_episodes, run_name, args.capture_video, device, args.seed)
+        print(f"eval: mean return {np.mean(returns):.2f} +- {np.std(returns):.2f} over {len(returns)} episodes")
+        return
+    try:
+        probe = gym.make(args.env_id)
+    except Exception as e:  # a wrong id, a missing package: one line each
+        fail(f"cannot make env {args.env_id!r}: {e}")
+    problem = check_env(probe, args.env_id) or check_sizes(args, world_size)
+    if problem:
+        fail(problem)
+    probe.close()
+    train(args)
+
+
+if __name__ == "__main__":
+    main()

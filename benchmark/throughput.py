@@ -7,6 +7,7 @@ machine slows them alike, and the table reports medians. Both sides are measured
 
     pip install -r benchmark/requirements.txt
     python benchmark/throughput.py --config ppo-cartpole --repeats 5
+    python benchmark/throughput.py --config ppo-cartpole --against c0f0410   # the script there against this one
 """
 
 import json
@@ -56,6 +57,8 @@ CONFIGS = {
 
 # ours as users run it, ours with one torch thread, SB3 likewise, and the envs alone with random actions
 KINDS = ("ours", "ours-1thread", "sb3", "sb3-1thread", "random")
+# with --against REV: the script as users run it, here and as it was at git revision REV
+VERSION_KINDS = ("ours", "before")
 
 
 @dataclass
@@ -68,17 +71,25 @@ class Args:
     """measurements of each kind; the table shows medians"""
     out: Optional[str] = None
     """also write the measurements as JSON to this file"""
-    worker: Optional[Literal[KINDS]] = None
+    against: Optional[str] = None
+    """a git revision: measure the script as it was there beside the current one (alternating), not SB3"""
+    worker: Optional[Literal[KINDS + VERSION_KINDS[1:]]] = None
     """internal: take one measurement of this kind in this process and print its SPS"""
 
 
-def measure_ours(config: Config, steps: int, threads: Optional[int]) -> float:
-    """The script's own final charts/SPS (its whole loop: acting, env steps, updates, logging)."""
+def measure_ours(config: Config, steps: int, threads: Optional[int], revision: Optional[str] = None) -> float:
+    """The script's own final charts/SPS (its whole loop: acting, env steps, updates, logging); with `revision`,
+    of the script as it was at that git revision."""
     from tests.helpers import read_scalars, run_dir, run_ok
 
     thread_flags = ("--torch-threads", str(threads)) if threads else ()
     with tempfile.TemporaryDirectory() as tmp:
-        run_ok(config.script, "--env-id", config.env_id, "--total-timesteps", str(steps), *config.flags,
+        script = config.script
+        if revision:
+            script = str(Path(tmp) / config.script)
+            Path(script).write_text(subprocess.run(["git", "show", f"{revision}:{config.script}"], cwd=REPO,
+                                                   capture_output=True, text=True, check=True).stdout)
+        run_ok(script, "--env-id", config.env_id, "--total-timesteps", str(steps), *config.flags,
                *thread_flags, cwd=Path(tmp))
         return read_scalars(run_dir(Path(tmp)))["charts/SPS"][-1][1]
 
@@ -116,7 +127,9 @@ def measure_random(config: Config, steps: int) -> float:
     return steps // num_envs * num_envs / (time.perf_counter() - start)
 
 
-def worker(kind: str, config: Config, steps: int) -> float:
+def worker(kind: str, config: Config, steps: int, revision: Optional[str]) -> float:
+    if kind == "before":
+        return measure_ours(config, steps, None, revision)
     if kind == "random":
         return measure_random(config, steps)
     threads = 1 if kind.endswith("-1thread") else None
@@ -128,18 +141,29 @@ def worker(kind: str, config: Config, steps: int) -> float:
 def main(args: Args):
     config = CONFIGS[args.config]
     if args.worker:
-        print(json.dumps({"sps": worker(args.worker, config, args.total_timesteps)}))
+        print(json.dumps({"sps": worker(args.worker, config, args.total_timesteps, args.against)}))
         return
-    results = {kind: [] for kind in KINDS}
+    kinds = VERSION_KINDS if args.against else KINDS
+    against = ("--against", args.against) if args.against else ()
+    results = {kind: [] for kind in kinds}
     for repeat in range(args.repeats):
-        for kind in KINDS:
+        for kind in kinds:
             out = subprocess.run([sys.executable, __file__, "--config", args.config, "--total-timesteps",
-                                  str(args.total_timesteps), "--worker", kind], capture_output=True, text=True)
+                                  str(args.total_timesteps), "--worker", kind, *against], capture_output=True,
+                                 text=True)
             if out.returncode:
                 sys.exit(f"{kind} failed:\n{out.stderr[-3000:]}")
             results[kind].append(json.loads(out.stdout.strip().splitlines()[-1])["sps"])
             print(f"repeat {repeat + 1}/{args.repeats} {kind}: {results[kind][-1]:.0f} SPS", flush=True)
     median = {kind: statistics.median(v) for kind, v in results.items()}
+    if args.against:
+        print(f"\n{args.config}, {args.repeats} repeats, medians: {median['ours']:.0f} SPS here, "
+              f"{median['before']:.0f} at {args.against}, {median['ours'] / median['before']:.3f}x")
+        if args.out:
+            Path(args.out).write_text(json.dumps({"config": args.config, "against": args.against,
+                                                  "total_timesteps": args.total_timesteps,
+                                                  "measurements": results, "medians": median}, indent=2))
+        return
     print(f"\n{args.config} ({config.script} on {config.env_id}, {args.total_timesteps} steps, "
           f"{args.repeats} repeats, medians)")
     print("| ours (defaults) | ours (1 thread) | SB3 (default threads) | SB3 (1 thread) | random actions "

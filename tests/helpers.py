@@ -36,19 +36,10 @@ def run_ok(script: str, *flags: str, cwd: Path, **kwargs) -> subprocess.Complete
     return result
 
 
-def run_in_process(script: str, *flags: str, cwd: Path, monkeypatch) -> dict:
-    """Run `python SCRIPT FLAGS... --no-cuda` inside this process (in `cwd`, offline) and return the local variables
-    of the script's train() as it returns: the training loop's own objects (its replay buffer, its noise process, its
-    last step's variables), which a test can inspect where a separate process would only leave logs. On the CPU even
-    on a GPU machine, so that a test can feed the loop's networks its own tensors (the tests that run scripts as users
-    do cover CUDA). The torch thread count and float32 product route (ddpg_continuous.py sets one) are restored after."""
-    cwd.mkdir(parents=True, exist_ok=True)
-    monkeypatch.chdir(cwd)
-    monkeypatch.setattr(sys, "argv", [str(REPO / script), *flags, "--no-cuda"])
-    for name, value in script_env().items():
-        monkeypatch.setenv(name, value)
-    threads, route = torch.get_num_threads(), torch.backends.mkldnn.matmul.fp32_precision
-    module = runpy.run_path(str(REPO / script), run_name="run_in_process")  # defines the script's functions only
+def train_locals(script: Path) -> dict:
+    """Run the script's main() (its command line is sys.argv) in this process and return the local variables of its
+    train() as that returns, or {} if it returned without training."""
+    module = runpy.run_path(str(script), run_name="train_locals")  # defines the script's functions only
     train_code, loop = module["train"].__code__, {}
 
     def in_train(frame, event, arg):  # train()'s own hook: keeps following it, takes its locals as it returns
@@ -67,8 +58,25 @@ def run_in_process(script: str, *flags: str, cwd: Path, monkeypatch) -> dict:
         module["main"]()
     finally:
         sys.settrace(None)
+    return loop
+
+
+def run_in_process(script: str, *flags: str, cwd: Path, monkeypatch) -> dict:
+    """Run `python SCRIPT FLAGS... --no-cuda` inside this process (in `cwd`, offline) and return the local variables
+    of the script's train() as it returns: the training loop's own objects (its replay buffer, its noise process, its
+    last step's variables), which a test can inspect where a separate process would only leave logs. On the CPU even
+    on a GPU machine, so that a test can feed the loop's networks its own tensors (the tests that run scripts as users
+    do cover CUDA). The torch thread count is restored after."""
+    cwd.mkdir(parents=True, exist_ok=True)
+    monkeypatch.chdir(cwd)
+    monkeypatch.setattr(sys, "argv", [str(REPO / script), *flags, "--no-cuda"])
+    for name, value in script_env().items():
+        monkeypatch.setenv(name, value)
+    threads = torch.get_num_threads()
+    try:
+        loop = train_locals(REPO / script)
+    finally:
         torch.set_num_threads(threads)
-        torch.backends.mkldnn.matmul.fp32_precision = route
     assert loop, f"{script} returned without training"
     return loop
 

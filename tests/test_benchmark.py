@@ -95,6 +95,7 @@ def train_sb3_ddpg_on_pendulum(folder: Path, total: int) -> str:
                            "--checkpoint-every", "400"], cwd=folder, capture_output=True, text=True, check=True).stdout
 
 
+@pytest.mark.slow
 def test_an_sb3_run_cut_short_resumes_from_its_checkpoint(tmp_path):
     # A run stopped at step 1000 stands for one cut short after its checkpoint at 800.
     train_sb3_ddpg_on_pendulum(tmp_path, 1000)
@@ -110,6 +111,7 @@ def test_an_sb3_run_cut_short_resumes_from_its_checkpoint(tmp_path):
         assert pickle.load(f).pos == 1200
 
 
+@pytest.mark.slow
 def test_an_sb3_run_cut_short_before_its_first_checkpoint_starts_over_with_a_clean_log(tmp_path):
     train_sb3_ddpg_on_pendulum(tmp_path, 300)  # stopped before the checkpoint at 400: nothing to resume
     assert "resuming" not in train_sb3_ddpg_on_pendulum(tmp_path, 600)
@@ -129,5 +131,5 @@ def test_update_speed_records_each_matrix_product_of_a_ddpg_update(restores_the_
     assert len(recorder.calls) == 28
     assert sum(all(m.shape == (256, 256) for m in operands[-2:]) for _, operands, _ in recorder.calls) == 10
     measured = update_speed.measure("Pendulum-v1", steps=4, threads=torch.get_num_threads(), policy_frequency=2,
-                                    batch_size=256, mkl=False)
+                                    batch_size=256, onednn=True)
     assert measured["products_per_step"] == (28 + 14) / 2  # policy_frequency 2: the actor every second update

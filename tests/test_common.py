@@ -74,7 +74,9 @@ def dqn_start_value(path):
 
 
 def ddpg_start_value(path):
-    actor, qf, _ = ddpg_continuous.load_checkpoint(path, torch.device("cpu"))
+    actor, _ = ddpg_continuous.load_checkpoint(path, torch.device("cpu"))
+    qf = ddpg_continuous.QNetwork(1, 1)  # the critic, which acting does not need, from the file itself
+    qf.load_state_dict(torch.load(path, weights_only=True)["model"]["qf"])
     obs = torch.zeros(1, 1)
     return qf(obs, actor(obs)).item()
 
@@ -108,6 +110,9 @@ SCRIPTS = [
                   "test_actions_reach_the_env_inside_its_own_action_space": "ALE games number their actions from 0",
                   "test_films_mujoco_headless_and_without_its_gl_library_gets_one_line":
                   "its checkpoints hold ALE games, which do not load MuJoCo",
+                  "test_mujoco_without_its_gl_library_gets_one_line":
+                  "it makes no MuJoCo env (a MuJoCo id gets 'not an Atari game', or 'cannot make env' where MuJoCo's "
+                  "GL library is missing), so it has no MuJoCo GL line",
                   "test_another_scripts_checkpoint_of_an_env_it_plays_gets_one_line":
                   "no other script plays an Atari game",
                   "need a convolutional network: use ppo_atari.py":
@@ -144,6 +149,7 @@ def skip_what_cannot_apply(request):
             pytest.skip(f"{script.name}: {script.skips[key]}")
 
 
+@pytest.mark.slow
 @by_name
 def test_smoke_with_checkpoint_video_tracking_and_evaluation(tmp_path, script):
     result = run_ok(script.name, "--env-id", script.env_id, *script.short_run, "--save-model", "--capture-video",
@@ -173,6 +179,7 @@ def test_smoke_with_checkpoint_video_tracking_and_evaluation(tmp_path, script):
     assert glob.glob(str(tmp_path / "videos" / f"{stem}-eval__*" / "*.mp4")), "no video of the checkpoint"
 
 
+@pytest.mark.slow
 @by_name
 def test_same_seed_gives_the_same_numbers(tmp_path, script):
     first, second = (logged_numbers(script.name, "--env-id", script.env_id, "--seed", "3", *script.short_run,
@@ -201,6 +208,7 @@ SAME_AS_BEFORE = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, flags", SAME_AS_BEFORE, ids=[f"{n}-{i}" for i, (n, _) in enumerate(SAME_AS_BEFORE)])
 def test_a_run_logs_the_numbers_it_logged_before_train_took_the_loop(tmp_path, name, flags):
     before = subprocess.run(["git", "show", f"{BEFORE_TRAIN_FUNCTION}:{name}"], cwd=REPO, capture_output=True,
@@ -220,6 +228,7 @@ def test_a_run_logs_the_numbers_it_logged_before_train_took_the_loop(tmp_path, n
     assert old["charts/episodic_return"], "no episode ended: the comparison would miss the episode statistics"
 
 
+@pytest.mark.slow
 @by_name
 def test_truncated_episodes_bootstrap_to_the_infinite_horizon_value(tmp_path, script):
     # Every episode of ConstantReward-v0 is cut by its time limit; the state's true value is 1 / (1 - gamma).
@@ -380,6 +389,7 @@ def test_another_scripts_checkpoint_gets_one_line_naming_its_env(tmp_path, scrip
                             f"{script.foreign_env}")
 
 
+@pytest.mark.slow
 @by_name
 def test_another_scripts_checkpoint_of_an_env_it_plays_gets_one_line(tmp_path, script):
     other, env_id = script.same_env_script
@@ -425,6 +435,7 @@ def test_mujoco_without_its_gl_library_gets_one_line(without_libegl, tmp_path, s
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 @by_name
 def test_films_mujoco_headless_and_without_its_gl_library_gets_one_line(without_libegl, tmp_path, script):
     # With the GL library (MUJOCO_GL=egl, no display), training films MuJoCo's own frames.

@@ -157,6 +157,7 @@ def test_evaluation_is_seeded():
     assert returns[0] == returns[1] != returns[2]
 
 
+@pytest.mark.slow
 def test_solves_cartpole(tmp_path):
     # dqn.py's defaults (CleanRL's): 500k steps, about 80 s here; seeds 1-3 all end at 500 over their last 10
     # episodes (benchmark/results/full). (Shorter tuned budgets were not reliable: 60k-100k steps ended below
@@ -165,6 +166,7 @@ def test_solves_cartpole(tmp_path):
     assert last_mean(read_scalars(run_dir(tmp_path)), "charts/episodic_return", 10) >= 475
 
 
+@pytest.mark.slow
 def test_learns_frozen_lake_from_one_hot_observations(tmp_path):
     # FrozenLake's observation is a Discrete(16) cell number, one-hot encoded by the script. On the ice without
     # slipping the greedy policy must reach the goal in every evaluation episode. With gamma 0.9 seeds 1-4 all

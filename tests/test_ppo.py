@@ -107,6 +107,7 @@ def test_presets_fill_only_what_the_user_left_unset():
 # ------------------------------------------------------------------------------------ the script, end to end
 
 
+@pytest.mark.slow
 def test_hopper_smoke_saves_the_observation_statistics_with_the_weights(tmp_path):
     run_ok("ppo.py", "--env-id", "Hopper-v4", "--total-timesteps", "1024", "--num-steps", "512",
            "--num-minibatches", "4", "--update-epochs", "2", "--save-model", "--eval-episodes", "1", cwd=tmp_path)
@@ -130,6 +131,7 @@ def test_discrete_observations_are_one_hot_encoded(tmp_path):
     assert agent.actor[0].in_features == 16
 
 
+@pytest.mark.slow
 def test_solves_cartpole(tmp_path):
     # rl-baselines3-zoo's tuned CartPole-v1 settings. At 150k steps (about 40 s here) seeds 1-5 all end at 500;
     # at 100k two of five were still short of 475.
@@ -139,12 +141,14 @@ def test_solves_cartpole(tmp_path):
     assert last_mean(read_scalars(run_dir(tmp_path)), "charts/episodic_return", 10) >= 475
 
 
+@pytest.mark.slow
 def test_learns_continuous_control_with_non_unit_action_bounds(tmp_path):
     # InvertedPendulum-v4 acts in [-3, 3]; the continuous preset goes from ~5 to over 900 in 60k steps.
     run_ok("ppo.py", "--env-id", "InvertedPendulum-v4", "--seed", "1", "--total-timesteps", "61440", cwd=tmp_path)
     assert last_mean(read_scalars(run_dir(tmp_path)), "charts/episodic_return", 10) >= 500
 
 
+@pytest.mark.slow
 def test_same_seed_gives_the_same_numbers_with_normalization(tmp_path):
     flags = ("--env-id", "Hopper-v4", "--total-timesteps", "1024", "--num-steps", "512", "--num-minibatches", "8")
     first, second = (logged_numbers("ppo.py", *flags, cwd=tmp_path / name) for name in ("a", "b"))

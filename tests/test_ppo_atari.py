@@ -169,6 +169,7 @@ def test_video_shows_the_real_screen(tmp_path, monkeypatch):
 # ------------------------------------------------------------------------------------ the script, end to end
 
 
+@pytest.mark.slow
 def test_the_logged_return_is_the_raw_score_of_whole_games(tmp_path, monkeypatch):
     # Space Invaders (3 lives, 5 to 30 points an alien) under a frame limit: the env writes down every
     # reward the emulator pays; each logged return must be the sum over one whole game, all lives, unclipped,
@@ -253,6 +254,7 @@ def test_the_rate_anneals_linearly_and_the_checkpoint_holds_the_trained_weights(
     assert all(torch.equal(value, trained[name]) for name, value in loaded.state_dict().items())
 
 
+@pytest.mark.slow
 def test_evaluation_scores_whole_raw_games_from_its_seed(tmp_path, monkeypatch):
     seeds, real_reset = [], ale_py.AtariEnv.reset
 
@@ -274,6 +276,7 @@ def test_evaluation_scores_whole_raw_games_from_its_seed(tmp_path, monkeypatch):
     assert seeds[0] == 7 and games[0] == games[1]
 
 
+@pytest.mark.slow
 def test_pong_smoke_and_its_checkpoint_loads_onto_any_device(tmp_path):
     run_ok("ppo_atari.py", "--env-id", "PongNoFrameskip-v4", "--num-envs", "2", "--num-steps", "64",
            "--total-timesteps", "256", "--update-epochs", "1", "--save-model", "--eval-episodes", "1", cwd=tmp_path)
@@ -287,6 +290,7 @@ def test_pong_smoke_and_its_checkpoint_loads_onto_any_device(tmp_path):
     assert {p.device.type for p in agent.parameters()} == {"meta"}
 
 
+@pytest.mark.slow
 def test_async_envs_step_the_same_games_in_subprocesses(tmp_path):
     flags = ("--num-envs", "2", "--num-steps", "128", "--total-timesteps", "1024", "--update-epochs", "1")
     in_process = logged_numbers("ppo_atari.py", *flags, cwd=tmp_path / "sync")
@@ -294,9 +298,21 @@ def test_async_envs_step_the_same_games_in_subprocesses(tmp_path):
     assert logged_numbers("ppo_atari.py", *flags, "--async-envs", cwd=tmp_path / "async") == in_process
 
 
+@pytest.mark.slow
 def test_another_scripts_checkpoint_gets_one_line(tmp_path):
     run_ok("ppo.py", "--env-id", "Pendulum-v1", "--total-timesteps", "1024", "--num-steps", "512",
            "--num-minibatches", "4", "--save-model", "--eval-episodes", "1", cwd=tmp_path)
     error = one_error_line(run_script("ppo_atari.py", "--eval-checkpoint", str(run_dir(tmp_path) / "ppo.pt"),
                                       cwd=tmp_path), "ppo_atari.py")
     assert error.startswith("ppo_atari.py: error: cannot load checkpoint") and error.endswith("not an Atari game")
+
+
+def test_a_game_whose_action_0_is_not_noop_gets_one_line_and_writes_nothing(tmp_path):
+    # The no-op starts play action 0 as NOOP, and gymnasium's AtariPreprocessing refuses a game where action 0 is
+    # something else (Backgammon's is FIRE) by raising inside the vector env's constructor, after the run folder is
+    # written: the script must say so in a line, before it writes anything.
+    assert gym.make("ALE/Backgammon-v5").unwrapped.get_action_meanings()[0] == "FIRE"
+    result = run_script("ppo_atari.py", "--env-id", "ALE/Backgammon-v5", cwd=tmp_path)
+    assert one_error_line(result, "ppo_atari.py") == ("ppo_atari.py: error: ALE/Backgammon-v5's action 0 is FIRE, not "
+                                                      "NOOP: ppo_atari.py starts each game with up to 30 NOOPs")
+    assert list(tmp_path.iterdir()) == []

@@ -28,6 +28,7 @@ def torchrun(script: str, *flags: str, cwd: Path, nproc: int = 2, **env: str) ->
     return run_ok(script, *flags, cwd=cwd, timeout=300, launcher=launcher, env=dict(CPU_ONLY, **env))
 
 
+@pytest.mark.slow
 def test_a_plain_run_gives_the_numbers_it_gave_before_torchrun_support(tmp_path):
     # The reference is ppo_atari.py as it was before torchrun support (commit 13c9713 of the project's
     # history), run from a copy: same flags, same seed, every logged number but the wall-clock ones must agree.
@@ -45,6 +46,7 @@ def test_a_plain_run_gives_the_numbers_it_gave_before_torchrun_support(tmp_path)
     assert old["charts/episodic_return"], "no game finished: the comparison would miss the episode statistics"
 
 
+@pytest.mark.slow
 def test_two_processes_train_one_agent_and_rank_0_alone_writes(tmp_path):
     # Space Invaders writes down every reward the emulator pays, in a file per env (named by process id): the
     # games of both processes must reach the one log, each with its whole raw score.
@@ -82,6 +84,7 @@ def test_two_processes_train_one_agent_and_rank_0_alone_writes(tmp_path):
     assert by_process[0] != by_process[1]
 
 
+@pytest.mark.slow
 def test_the_processes_hold_identical_weights_after_training(tmp_path):
     # tests/torchrun_probe.py runs ppo_atari.py under torchrun and then saves each process's final weights
     # and how many env steps that process took itself.
@@ -110,6 +113,7 @@ def test_the_processes_hold_identical_weights_after_training(tmp_path):
     assert len(read_scalars(run)["eval/episodic_return"]) == 1 and result.stdout.count("eval: mean return") == 1
 
 
+@pytest.mark.slow
 def test_the_processes_seed_their_envs_apart_agree_on_the_kl_and_rank_0_alone_films(tmp_path):
     torchrun("tests/torchrun_probe.py", "--num-envs", "2", *TINY, "--total-timesteps", "256", "--seed", "5",
              "--target-kl", "1000", "--capture-video", cwd=tmp_path, TORCHRUN_PROBE_OUT=str(tmp_path))
@@ -154,6 +158,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_a_stuck_process_stops_the_others_with_an_error_not_a_hang(tmp_path):
     # Two processes started by hand, as torchrun would start them (its environment variables), so that the test
     # can freeze one of them mid-training: the other must stop with a timeout error within --dist-timeout.
