@@ -131,6 +131,9 @@ class Args:
     """coefficient of the value function loss"""
     max_grad_norm: float = 0.5
     """the maximum norm for the global gradient clipping"""
+    action_mapping: Literal["normalized", "clip"] = "normalized"
+    """continuous actions: the policy acts in [-1, 1] rescaled onto the env's bounds (normalized), or in the env's
+    own units, clipped to its bounds (clip, as stable-baselines3)"""
     norm_obs: bool | None = None
     """normalize observations by a running mean and std (preset: off discrete, on continuous)"""
     norm_reward: bool | None = None
@@ -220,7 +223,7 @@ class Agent(nn.Module):
 
 
 # ------------------------------------------------------------------------------------------------------ the math
-def action_to_env(space: gym.Space):
+def action_to_env(space: gym.Space, mapping: str = "normalized"):
     """Return the map from policy actions to env actions.
 
     The Gaussian policy acts in a normalized space where [-1, 1] spans the env's bounds: the same
@@ -229,10 +232,12 @@ def action_to_env(space: gym.Space):
     A dimension bounded on both sides maps [-1, 1] onto [low, high]; any other passes unscaled. Then every
     finite bound clips on its own (low=0, high=inf clips at 0), as gymnasium's ClipAction does. Discrete
     actions are indices 0..n-1 for the policy and start..start+n-1 for a Discrete(n, start) env (start is
-    usually 0).
+    usually 0). mapping="clip" skips the rescaling: the policy acts in the env's units, clipped to its bounds.
     """
     if isinstance(space, gym.spaces.Discrete):
         return lambda action: action + space.start
+    if mapping == "clip":
+        return lambda action: np.clip(action, space.low, space.high)
     finite = np.isfinite(space.low) & np.isfinite(space.high)
     low, high = np.where(finite, space.low, -1.0), np.where(finite, space.high, 1.0)  # not both finite: identity
     center, half_range = (high + low) / 2.0, (high - low) / 2.0
@@ -374,7 +379,7 @@ def train(args: Args) -> tuple[Agent, ObsNormalizer, Path]:
     )
     envs.action_space.seed(args.seed)
     obs_shape, action_shape = envs.single_observation_space.shape, envs.single_action_space.shape
-    to_env = action_to_env(envs.single_action_space)
+    to_env = action_to_env(envs.single_action_space, args.action_mapping)
     obs_norm = ObsNormalizer(obs_shape, args.obs_clip, args.norm_obs)
     reward_scaler = RewardScaler(args.num_envs, args.gamma, args.reward_clip, args.norm_reward)
 
@@ -598,7 +603,7 @@ def evaluate(agent: Agent, obs_norm: ObsNormalizer, saved: dict, eval_episodes: 
              capture_video: bool, device: torch.device, seed: int):
     """Episodic returns of a loaded checkpoint's deterministic policy, statistics frozen."""
     env = make_env(saved["env_id"], 0, capture_video, run_name)()
-    to_env = action_to_env(env.action_space)
+    to_env = action_to_env(env.action_space, saved.get("action_mapping", "normalized"))
     returns = []
     obs, _ = env.reset(seed=seed)
     episode_return = 0.0

@@ -5,6 +5,7 @@ way, where an entry asks for it), then turn their logs into tidy CSVs, a results
     python benchmark/run.py --profile quick          # a few minutes: every script on a small env, one seed
     python benchmark/run.py --profile full           # hours: the published budgets, 3 seeds, beside SB3
     python benchmark/run.py --profile full --report-only   # tables and plots from the runs finished so far
+    python benchmark/run.py --profile action-mapping # a2c.py, ppo.py: normalized against clipped actions, 10 seeds
     python benchmark/run.py --profile full --scripts dqn.py --envs Acrobot-v1   # run only these rows
     # one long run on both cores of a 2-core machine: SB3's DDPG on Hopper, about 3.5 h on two threads here
     # (more than a session: started again, it resumes from its last checkpoint)
@@ -59,6 +60,9 @@ class Entry:
     """the script's flags beyond --env-id, --seed and --total-timesteps"""
     sb3: bool = False
     """also train stable-baselines3 configured like the script, on the same budget and seeds"""
+    variant: str = ""
+    """a name for these flags where a profile runs one script on one env more than one way: the runner becomes
+    script+variant (e.g. a2c.py+clip)"""
 
 
 PROFILES = {
@@ -88,6 +92,15 @@ PROFILES = {
         Entry("a2c.py", "InvertedPendulum-v4", 200_000, sb3=True),
         Entry("a2c.py", "Hopper-v4", 1_000_000, sb3=True),
     ],
+    # How the Gaussian policy's actions reach a Box env: rescaled from [-1, 1] onto the bounds (normalized), or
+    # in the env's units, clipped (clip, as stable-baselines3). Envs whose bounds are not +-1: InvertedPendulum
+    # +-3, Pendulum +-2. 10 seeds a side; the final deterministic evaluation (--save-model) beside the returns.
+    "action-mapping": [
+        Entry(script, env_id, 200_000, tuple(range(1, 11)), ("--action-mapping", mapping, "--save-model"),
+              variant=mapping)
+        for script in ("a2c.py", "ppo.py") for env_id in ("InvertedPendulum-v4", "Pendulum-v1")
+        for mapping in ("normalized", "clip")
+    ],
 }
 
 
@@ -108,7 +121,8 @@ class Job:
 
 
 def jobs_of(entries: list) -> list:
-    return [Job(runner, e, seed) for e in entries for runner in ([e.script] + (["sb3-" + e.script] if e.sb3 else []))
+    return [Job(runner, e, seed) for e in entries
+            for runner in ([e.script + (f"+{e.variant}" if e.variant else "")] + (["sb3-" + e.script] if e.sb3 else []))
             for seed in e.seeds]
 
 
@@ -165,15 +179,20 @@ def run_job(job: Job, out: Path, threads: int = 1) -> Path:
                    "--seed", str(job.seed), "--total-timesteps", str(job.entry.budget), "--out", "tb",
                    "--checkpoint", "checkpoint", "--checkpoint-every", str(CHECKPOINT_EVERY)]
     else:
-        command = [sys.executable, str(REPO / job.runner), "--env-id", job.entry.env_id, "--seed", str(job.seed),
+        command = [sys.executable, str(REPO / job.entry.script), "--env-id", job.entry.env_id, "--seed", str(job.seed),
                    "--total-timesteps", str(job.entry.budget), *job.entry.flags]
     command += ["--torch-threads", str(threads)]  # both sides take the flag
     result = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True)
     (folder / "log.txt").write_text(result.stdout[-20000:] + result.stderr[-20000:])
     if result.returncode:
         raise RuntimeError(f"{job.name} failed (exit {result.returncode}); see {folder / 'log.txt'}")
-    logs = work / "tb" if job.sb3 else next((work / "runs").iterdir())
-    write_csv(folder / "episodes.csv", tidy_rows(read_scalars(logs, wall_time=True)))
+    logs = work / "tb" if job.sb3 else next(path for path in (work / "runs").iterdir() if path.is_dir()
+                                            and not path.name.endswith("-eval"))
+    scalars = read_scalars(logs, wall_time=True)
+    if "eval/episodic_return" in scalars:  # the deterministic evaluation at the end of a --save-model run
+        write_csv(folder / "eval.csv", [{"episode": step, "episodic_return": value}
+                                        for step, value, _ in scalars["eval/episodic_return"]])
+    write_csv(folder / "episodes.csv", tidy_rows(scalars))
     shutil.rmtree(work)
     return folder
 
@@ -201,6 +220,63 @@ def summarize(out: Path, jobs: list) -> list:
             "final_sps": round(statistics.mean(rows_[-1]["sps"] for _, rows_ in runs)),
             "wall_time_s": round(statistics.mean(rows_[-1]["wall_time"] for _, rows_ in runs)),
         })
+    return rows
+
+
+def interval_estimates(ours: np.ndarray, reference: np.ndarray, reps: int = 2000, seed: int = 0) -> dict:
+    """rliable's estimates for one env, from one score per seed on each side: the interquartile mean (IQM) of each
+    side and the probability that a run of ours scores above one of the reference (ties count half), each with its
+    95% stratified-bootstrap interval, and the verdict that follows: "ahead" or "behind" when the interval of that
+    probability excludes 0.5, else "level"."""
+    from rliable import library as rly
+    from rliable import metrics
+
+    iqm = lambda scores: np.array([metrics.aggregate_iqm(scores)])  # noqa: E731
+    np.random.seed(seed)  # rliable draws its bootstrap from NumPy's global generator
+    points, intervals = rly.get_interval_estimates(
+        {"ours": np.asarray(ours, float)[:, None], "reference": np.asarray(reference, float)[:, None]}, iqm, reps=reps)
+    p, p_interval = rly.get_interval_estimates(
+        {"pair": (np.asarray(ours, float)[:, None], np.asarray(reference, float)[:, None])},
+        metrics.probability_of_improvement, reps=reps)
+    low, high = p_interval["pair"][:, 0]
+    return {"iqm_ours": points["ours"][0], "iqm_ours_ci": tuple(intervals["ours"][:, 0]),
+            "iqm_reference": points["reference"][0], "iqm_reference_ci": tuple(intervals["reference"][:, 0]),
+            "p_improvement": float(p["pair"]), "p_improvement_ci": (low, high),
+            "verdict": "ahead" if low > 0.5 else "behind" if high < 0.5 else "level"}
+
+
+def final_scores(out: Path, jobs: list) -> dict:
+    """{(runner, env): {seed: (mean of the last 100 training episodes, mean deterministic evaluation or nan)}}"""
+    scores = {}
+    for job, rows in finished_runs(out, jobs):
+        evaluation = out / "runs" / job.name / "eval.csv"
+        scores.setdefault((job.runner, job.entry.env_id), {})[job.seed] = (
+            statistics.mean(r["episodic_return"] for r in rows[-LAST_EPISODES:]),
+            statistics.mean(r["episodic_return"] for r in read_csv(evaluation)) if evaluation.exists() else float("nan"))
+    return scores
+
+
+def compare(out: Path, jobs: list) -> list:
+    """Each runner of a (script, env) against that row's reference, on the seeds both finished: the SB3 twin, or
+    where the script runs as variants, its first variant. Both metrics, with interval_estimates'."""
+    scores, rows = final_scores(out, jobs), []
+    for env_id in dict.fromkeys(job.entry.env_id for job in jobs):
+        for script in dict.fromkeys(job.entry.script for job in jobs):
+            runners = list(dict.fromkeys(job.runner for job in jobs if job.entry.script == script
+                                         and job.entry.env_id == env_id and (job.runner, env_id) in scores))
+            reference = next((r for r in runners if r.startswith("sb3-")), runners[0] if runners else None)
+            for runner in runners:
+                if runner == reference:
+                    continue
+                ours, theirs = scores[(runner, env_id)], scores[(reference, env_id)]
+                seeds = sorted(set(ours) & set(theirs))
+                for index, metric in enumerate(("last 100 training episodes", "deterministic evaluation")):
+                    a, b = np.array([ours[s][index] for s in seeds]), np.array([theirs[s][index] for s in seeds])
+                    if len(seeds) < 2 or np.isnan(a).any() or np.isnan(b).any():
+                        continue
+                    rows.append({"env_id": env_id, "runner": runner, "reference": reference, "metric": metric,
+                                 "seeds": len(seeds), "mean": a.mean(), "mean_reference": b.mean(),
+                                 **interval_estimates(a, b)})
     return rows
 
 
@@ -248,6 +324,17 @@ def report(out: Path, jobs: list):
               f"{r['std_return']} | {r['per_seed']} | {r['final_sps']} | {r['wall_time_s']} |" for r in rows]
     (out / "summary.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+    comparisons = compare(out, jobs)
+    if comparisons:
+        ci = lambda interval: f"[{interval[0]:.2f}, {interval[1]:.2f}]"  # noqa: E731
+        lines = ["| env | runner | reference | metric | seeds | mean (reference) | IQM [95% CI] | reference IQM "
+                 "[95% CI] | P(runner > reference) [95% CI] | verdict |", "|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {r['env_id']} | {r['runner']} | {r['reference']} | {r['metric']} | {r['seeds']} | "
+                  f"{r['mean']:.1f} ({r['mean_reference']:.1f}) | {r['iqm_ours']:.1f} {ci(r['iqm_ours_ci'])} | "
+                  f"{r['iqm_reference']:.1f} {ci(r['iqm_reference_ci'])} | {r['p_improvement']:.2f} "
+                  f"{ci(r['p_improvement_ci'])} | {r['verdict']} |" for r in comparisons]
+        (out / "comparison.md").write_text("\n".join(lines) + "\n")
+        print("\n".join(lines))
     plot(out, jobs)
 
 

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import gymnasium as gym
+import numpy as np
 import pytest
 import torch
 
@@ -44,6 +45,36 @@ def test_summary_is_the_mean_of_the_last_100_episodes_across_seeds(tmp_path):
     assert row["seeds"] == "1 2" and row["final_sps"] == 100
 
 
+def test_interval_estimates_match_what_the_scores_imply():
+    pytest.importorskip("rliable")  # benchmark/requirements.txt
+    # every run of ours above every reference run: P = 1 in every resample; the IQM of 0..9 is the mean of the
+    # middle half, 2.5 values trimmed each side: (2.5 * 2 + 3 + 4 + 5 + 6 + 2.5 * 7) / 5 = 4.5
+    ahead = run.interval_estimates(np.arange(10.0) + 100, np.arange(10.0))
+    assert ahead["verdict"] == "ahead" and ahead["p_improvement"] == 1.0 and ahead["p_improvement_ci"] == (1.0, 1.0)
+    assert ahead["iqm_reference"] == pytest.approx(4.5) and ahead["iqm_ours"] == pytest.approx(104.5)
+    low, high = ahead["iqm_reference_ci"]
+    assert 0 < low < 4.5 < high < 9
+    assert run.interval_estimates(np.arange(10.0), np.arange(10.0) + 100)["verdict"] == "behind"
+    # the same scores on both sides: P = 0.5 exactly (ties count half), and its interval holds 0.5
+    same = run.interval_estimates(np.arange(10.0), np.arange(10.0))
+    assert same["p_improvement"] == pytest.approx(0.5) and same["verdict"] == "level"
+    assert same["p_improvement_ci"][0] < 0.5 < same["p_improvement_ci"][1]
+
+
+def test_each_variant_is_compared_with_the_first_on_both_metrics(tmp_path):
+    pytest.importorskip("rliable")
+    jobs = run.jobs_of([run.Entry("a2c.py", "Pendulum-v1", 100, (1, 2, 3, 4), variant=v) for v in ("normalized", "clip")])
+    for job in jobs:  # clip's training returns above normalized's; its evaluation level with it
+        finish(tmp_path, job, [100.0 * job.seed + (1000 if job.runner.endswith("clip") else 0)] * 100)
+        run.write_csv(tmp_path / "runs" / job.name / "eval.csv", [{"episode": 0, "episodic_return": float(job.seed)}])
+    training, evaluation = run.compare(tmp_path, jobs)
+    assert (training["runner"], training["reference"], training["seeds"]) == ("a2c.py+clip", "a2c.py+normalized", 4)
+    assert training["metric"] == "last 100 training episodes" and training["verdict"] == "ahead"
+    assert training["mean"] == pytest.approx(1250.0) and training["mean_reference"] == pytest.approx(250.0)
+    assert evaluation["metric"] == "deterministic evaluation" and evaluation["p_improvement"] == pytest.approx(0.5)
+    assert evaluation["verdict"] == "level"
+
+
 def test_curves_are_drawn_only_for_envs_with_a_finished_run(tmp_path):
     pytest.importorskip("matplotlib")  # benchmark/requirements.txt
     jobs = run.jobs_of([run.Entry("ppo.py", "CartPole-v1", 200, seeds=(1, 2), sb3=True),
@@ -57,6 +88,20 @@ def test_sb3_entries_double_the_jobs_and_names_are_distinct():
     jobs = run.jobs_of([run.Entry("dqn.py", "Acrobot-v1", 1000, seeds=(1, 2, 3), sb3=True)])
     assert len(jobs) == 6 and len({job.name for job in jobs}) == 6
     assert {job.runner for job in jobs} == {"dqn.py", "sb3-dqn.py"}
+
+
+def test_variants_of_one_script_are_runners_of_their_own_that_run_the_script(tmp_path, monkeypatch):
+    jobs = run.jobs_of([run.Entry("a2c.py", "Pendulum-v1", 1000, (1, 2), ("--action-mapping", mapping), variant=mapping)
+                        for mapping in ("normalized", "clip")])
+    assert {job.runner for job in jobs} == {"a2c.py+normalized", "a2c.py+clip"} and len({j.name for j in jobs}) == 4
+    assert {job.name for job in run.select(jobs, scripts=("a2c.py",), seeds=(2,))} == {
+        "a2c+normalized__Pendulum-v1__2", "a2c+clip__Pendulum-v1__2"}
+    seen = {}
+    monkeypatch.setattr(run.subprocess, "run", lambda command, **kwargs: seen.update(command=command) or
+                        subprocess.CompletedProcess(command, 1, "", ""))
+    with pytest.raises(RuntimeError, match="failed"):
+        run.run_job(jobs[-1], tmp_path)
+    assert seen["command"][1] == str(run.REPO / "a2c.py") and "clip" in seen["command"]
 
 
 def test_selection_keeps_the_chosen_scripts_envs_and_seeds_with_their_sb3_twins():

@@ -316,6 +316,14 @@ def test_actions_reach_the_env_inside_its_own_action_space(tmp_path, script):
            "--eval-episodes", "1", cwd=tmp_path)
 
 
+@pytest.mark.parametrize("script", [SCRIPT["ppo.py"], SCRIPT["a2c.py"]], ids=["ppo.py", "a2c.py"])
+def test_actions_in_env_units_are_clipped_inside_asymmetric_bounds(tmp_path, script):
+    # --action-mapping clip: the policy's actions (its mean starts at 0, outside [0, 2] and [-10, -8]) reach
+    # the env clipped to its bounds, in training and in evaluation.
+    run_ok(script.name, *script.short_run, "--env-id", "tests.envs:AsymmetricBounds-v0", "--action-mapping", "clip",
+           "--save-model", "--eval-episodes", "1", cwd=tmp_path)
+
+
 COMMON_BAD_INPUTS = [
     (("--env-id", "NoSuchEnv-v0"), "NoSuchEnv"),
     (("--env-id", "tests.envs:ImageObs-v0"), "need a convolutional network: use ppo_atari.py"),
@@ -486,11 +494,17 @@ def required_imports(source: str) -> set:
 @by_name
 def test_inline_metadata_lists_a_package_for_every_import(script):
     # `uv run SCRIPT` installs what the block lists, so a copied file runs alone: every module the script
-    # imports must come from a listed distribution (as installed here: importlib.metadata knows which).
+    # imports must come from a listed distribution or one its listed extras require (as installed here:
+    # importlib.metadata knows which).
     source = (REPO / script.name).read_text()
     metadata = script_metadata(source)
     assert metadata["requires-python"].startswith(">=3.10")
-    listed = {canonicalize_name(Requirement(dependency).name) for dependency in metadata["dependencies"]}
+    listed = set()
+    for dependency in map(Requirement, metadata["dependencies"]):  # a listed extra installs its own requirements
+        listed.add(canonicalize_name(dependency.name))
+        for needed in map(Requirement, importlib.metadata.requires(dependency.name) or []):
+            if needed.marker and any(needed.marker.evaluate({"extra": extra}) for extra in dependency.extras):
+                listed.add(canonicalize_name(needed.name))
     providers = importlib.metadata.packages_distributions()
     imports = required_imports(source)
     assert {"torch", "numpy", "gymnasium", "tyro"} <= imports

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+import a2c
 import ppo
 import ppo_atari
 from tests.envs import CONSTANT_REWARD_LIMIT, COUNTING_LIMIT, FAR_COUNTING_START
@@ -71,6 +72,15 @@ def test_actions_map_to_any_bounds_and_clip_there():
     np.testing.assert_allclose(to_env(np.array([0.5, 0.0, 7.0])), [1.5, 5.0, 7.0])
     np.testing.assert_allclose(to_env(np.array([2.0, -4.0, -9.0])), [3.0, 0.0, -9.0])
     assert ppo.action_to_env(gym.spaces.Discrete(3))(np.array([2])) == np.array([2])
+
+
+@pytest.mark.parametrize("module", [ppo, a2c], ids=["ppo.py", "a2c.py"])
+def test_actions_in_env_units_are_only_clipped(module):
+    to_env = module.action_to_env(gym.spaces.Box(np.array([-3.0, 2.0, -np.inf]), np.array([3.0, 5.0, np.inf]),
+                                                 dtype=np.float64), "clip")
+    np.testing.assert_allclose(to_env(np.array([0.5, 3.0, 7.0])), [0.5, 3.0, 7.0])  # inside: the env's units
+    np.testing.assert_allclose(to_env(np.array([-4.0, 0.0, -9.0])), [-3.0, 2.0, -9.0])
+    assert module.action_to_env(gym.spaces.Discrete(3, start=-1), "clip")(np.array([2])) == np.array([1])
 
 
 def test_a_dimension_bounded_on_one_side_is_clipped_at_that_bound():
