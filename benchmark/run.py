@@ -3,7 +3,7 @@ way, where an entry asks for it), then turn their logs into tidy CSVs, a results
 
     pip install -r benchmark/requirements.txt
     python benchmark/run.py --profile quick          # a few minutes: every script on a small env, one seed
-    python benchmark/run.py --profile full           # hours: the published budgets, 3 seeds, beside SB3
+    python benchmark/run.py --profile full           # hours: the published budgets, 3 or 10 seeds, beside SB3
     python benchmark/run.py --profile full --report-only   # tables and plots from the runs finished so far
     python benchmark/run.py --profile action-mapping # a2c.py, ppo.py: normalized against clipped actions, 10 seeds
     python benchmark/run.py --profile full --scripts dqn.py --envs Acrobot-v1   # run only these rows
@@ -16,11 +16,16 @@ Everything lands in benchmark/results/{profile}/:
   runs/{runner}__{env}__{seed}/episodes.csv   one tidy CSV per finished run (global_step, wall_time,
                                               episodic_return, sps); its existence marks the run as done,
                                               so an interrupted benchmark resumes where it stopped
+  runs/{runner}__{env}__{seed}/eval.csv       the final deterministic evaluation (episode, episodic_return),
+                                              for entries that evaluate; they are done when it exists too
   runs/{runner}__{env}__{seed}/work/           an unfinished run's files; an SB3 run's checkpoint (every
                                               CHECKPOINT_EVERY steps), from which it resumes
   summary.csv, summary.md                      per (runner, env): mean +- std across seeds of the mean return
                                               of the last 100 training episodes (CleanRL's metric), final
                                               SPS and wall time
+  comparison.md                                each runner against its SB3 twin (or a script's first
+                                              variant), on both metrics: IQM and probability of improvement
+                                              with 95% stratified-bootstrap intervals, and a verdict
   {env}.png                                    return against env steps, mean and std band across seeds
                                               (envs with a finished run)
 A new algorithm file joins with a new Entry in PROFILES (and, for SB3, an entry in sb3_equivalent.py).
@@ -45,6 +50,11 @@ sys.path.insert(0, str(REPO))
 from tests.helpers import read_scalars  # noqa: E402
 
 LAST_EPISODES = 100
+EVAL_EPISODES = 10  # the scripts' --eval-episodes default
+MIN_SEEDS = 4
+"""seeds a side below which a comparison gives no verdict: with 3 against 3, every run of one side above every run
+of the other is still p = 0.1 under an exact permutation test (1 in 10 of the 20 orderings, two-sided), while the
+bootstrap's interval of the probability of improvement collapses to a point; with 4 against 4 it is p = 0.03"""
 CHECKPOINT_EVERY = 100_000
 """env steps between an SB3 run's checkpoints (only runs that long write one): a run cut short, by the end of a
 session for one, resumes from its last checkpoint the next time the runner starts it"""
@@ -63,8 +73,12 @@ class Entry:
     variant: str = ""
     """a name for these flags where a profile runs one script on one env more than one way: the runner becomes
     script+variant (e.g. a2c.py+clip)"""
+    evaluate: bool = False
+    """after training, EVAL_EPISODES episodes of the deterministic policy on both sides (the scripts' --save-model
+    evaluation; sb3_train.py's --eval-episodes): a run finishes with its eval.csv"""
 
 
+TEN = tuple(range(1, 11))
 PROFILES = {
     "quick": [
         Entry("ppo.py", "CartPole-v1", 50_000, (1,)),
@@ -75,29 +89,32 @@ PROFILES = {
               ("--learning-starts", "1000", "--learning-rate", "1e-3")),
         Entry("a2c.py", "CartPole-v1", 50_000, (1,)),
     ],
+    # Rows whose runs take minutes have 10 seeds a side, each with its final deterministic evaluation; the DDPG
+    # and Atari rows, hours a run, keep the seeds they have.
     "full": [
-        Entry("ppo.py", "CartPole-v1", 500_000, sb3=True),
-        Entry("ppo.py", "Hopper-v4", 1_000_000, sb3=True),
-        Entry("dqn.py", "CartPole-v1", 500_000, sb3=True),
-        Entry("dqn.py", "Acrobot-v1", 500_000, sb3=True),
-        Entry("dqn.py", "MountainCar-v0", 500_000),
+        Entry("ppo.py", "CartPole-v1", 500_000, TEN, sb3=True, evaluate=True),
+        Entry("ppo.py", "Hopper-v4", 1_000_000, TEN, sb3=True, evaluate=True),
+        Entry("ppo.py", "HalfCheetah-v4", 1_000_000, sb3=True, evaluate=True),
+        Entry("ppo.py", "Walker2d-v4", 1_000_000, sb3=True, evaluate=True),
+        Entry("dqn.py", "CartPole-v1", 500_000, TEN, sb3=True, evaluate=True),
+        Entry("dqn.py", "Acrobot-v1", 500_000, TEN, sb3=True, evaluate=True),
+        Entry("dqn.py", "MountainCar-v0", 500_000, TEN, sb3=True, evaluate=True),
         # Atari at the budget one run finishes in about two hours on one core here (10M is out of reach; the
         # README gives the command for it), one seed.
         Entry("ppo_atari.py", "BreakoutNoFrameskip-v4", 1_000_000, (1,), sb3=True),
         Entry("ppo_atari.py", "PongNoFrameskip-v4", 1_000_000, (1,), sb3=True),
         Entry("ddpg_continuous.py", "HalfCheetah-v4", 1_000_000, sb3=True),
         Entry("ddpg_continuous.py", "Hopper-v4", 1_000_000, sb3=True),
-        Entry("a2c.py", "CartPole-v1", 500_000, sb3=True),
-        Entry("a2c.py", "Acrobot-v1", 500_000, sb3=True),
-        Entry("a2c.py", "InvertedPendulum-v4", 200_000, sb3=True),
-        Entry("a2c.py", "Hopper-v4", 1_000_000, sb3=True),
+        Entry("a2c.py", "CartPole-v1", 500_000, TEN, sb3=True, evaluate=True),
+        Entry("a2c.py", "Acrobot-v1", 500_000, TEN, sb3=True, evaluate=True),
+        Entry("a2c.py", "InvertedPendulum-v4", 200_000, TEN, sb3=True, evaluate=True),
+        Entry("a2c.py", "Hopper-v4", 1_000_000, TEN, sb3=True, evaluate=True),
     ],
     # How the Gaussian policy's actions reach a Box env: rescaled from [-1, 1] onto the bounds (normalized), or
     # in the env's units, clipped (clip, as stable-baselines3). Envs whose bounds are not +-1: InvertedPendulum
     # +-3, Pendulum +-2. 10 seeds a side; the final deterministic evaluation (--save-model) beside the returns.
     "action-mapping": [
-        Entry(script, env_id, 200_000, tuple(range(1, 11)), ("--action-mapping", mapping, "--save-model"),
-              variant=mapping)
+        Entry(script, env_id, 200_000, TEN, ("--action-mapping", mapping), variant=mapping, evaluate=True)
         for script in ("a2c.py", "ppo.py") for env_id in ("InvertedPendulum-v4", "Pendulum-v1")
         for mapping in ("normalized", "clip")
     ],
@@ -178,9 +195,11 @@ def run_job(job: Job, out: Path, threads: int = 1) -> Path:
         command = [sys.executable, str(REPO / "benchmark" / "sb3_train.py"), job.entry.script, job.entry.env_id,
                    "--seed", str(job.seed), "--total-timesteps", str(job.entry.budget), "--out", "tb",
                    "--checkpoint", "checkpoint", "--checkpoint-every", str(CHECKPOINT_EVERY)]
+        command += ["--eval-episodes", str(EVAL_EPISODES)] if job.entry.evaluate else []
     else:
         command = [sys.executable, str(REPO / job.entry.script), "--env-id", job.entry.env_id, "--seed", str(job.seed),
                    "--total-timesteps", str(job.entry.budget), *job.entry.flags]
+        command += ["--save-model", "--eval-episodes", str(EVAL_EPISODES)] if job.entry.evaluate else []
     command += ["--torch-threads", str(threads)]  # both sides take the flag
     result = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True)
     (folder / "log.txt").write_text(result.stdout[-20000:] + result.stderr[-20000:])
@@ -189,7 +208,7 @@ def run_job(job: Job, out: Path, threads: int = 1) -> Path:
     logs = work / "tb" if job.sb3 else next(path for path in (work / "runs").iterdir() if path.is_dir()
                                             and not path.name.endswith("-eval"))
     scalars = read_scalars(logs, wall_time=True)
-    if "eval/episodic_return" in scalars:  # the deterministic evaluation at the end of a --save-model run
+    if job.entry.evaluate:  # the deterministic evaluation after training
         write_csv(folder / "eval.csv", [{"episode": step, "episodic_return": value}
                                         for step, value, _ in scalars["eval/episodic_return"]])
     write_csv(folder / "episodes.csv", tidy_rows(scalars))
@@ -197,8 +216,15 @@ def run_job(job: Job, out: Path, threads: int = 1) -> Path:
     return folder
 
 
+def finished(out: Path, job: Job) -> bool:
+    """Whether the job's run has finished: written its episodes.csv, and its eval.csv if its entry evaluates (a
+    run from before the entry did is run again)."""
+    folder = out / "runs" / job.name
+    return (folder / "episodes.csv").exists() and (not job.entry.evaluate or (folder / "eval.csv").exists())
+
+
 def finished_runs(out: Path, jobs: list) -> list:
-    """(job, its episode rows) for each job whose run has finished, i.e. written its episodes.csv."""
+    """(job, its episode rows) for each job whose training has finished (written its episodes.csv)."""
     paths = [(job, out / "runs" / job.name / "episodes.csv") for job in jobs]
     return [(job, read_csv(path)) for job, path in paths if path.exists()]
 
@@ -227,7 +253,7 @@ def interval_estimates(ours: np.ndarray, reference: np.ndarray, reps: int = 2000
     """rliable's estimates for one env, from one score per seed on each side: the interquartile mean (IQM) of each
     side and the probability that a run of ours scores above one of the reference (ties count half), each with its
     95% stratified-bootstrap interval, and the verdict that follows: "ahead" or "behind" when the interval of that
-    probability excludes 0.5, else "level"."""
+    probability excludes 0.5, else "level"; "too few seeds" below MIN_SEEDS a side."""
     from rliable import library as rly
     from rliable import metrics
 
@@ -242,7 +268,8 @@ def interval_estimates(ours: np.ndarray, reference: np.ndarray, reps: int = 2000
     return {"iqm_ours": points["ours"][0], "iqm_ours_ci": tuple(intervals["ours"][:, 0]),
             "iqm_reference": points["reference"][0], "iqm_reference_ci": tuple(intervals["reference"][:, 0]),
             "p_improvement": float(p["pair"]), "p_improvement_ci": (low, high),
-            "verdict": "ahead" if low > 0.5 else "behind" if high < 0.5 else "level"}
+            "verdict": ("too few seeds" if min(len(ours), len(reference)) < MIN_SEEDS
+                        else "ahead" if low > 0.5 else "behind" if high < 0.5 else "level")}
 
 
 def final_scores(out: Path, jobs: list) -> dict:
@@ -269,10 +296,11 @@ def compare(out: Path, jobs: list) -> list:
                 if runner == reference:
                     continue
                 ours, theirs = scores[(runner, env_id)], scores[(reference, env_id)]
-                seeds = sorted(set(ours) & set(theirs))
                 for index, metric in enumerate(("last 100 training episodes", "deterministic evaluation")):
+                    seeds = [s for s in sorted(set(ours) & set(theirs))
+                             if not np.isnan(ours[s][index]) and not np.isnan(theirs[s][index])]
                     a, b = np.array([ours[s][index] for s in seeds]), np.array([theirs[s][index] for s in seeds])
-                    if len(seeds) < 2 or np.isnan(a).any() or np.isnan(b).any():
+                    if len(seeds) < 2:
                         continue
                     rows.append({"env_id": env_id, "runner": runner, "reference": reference, "metric": metric,
                                  "seeds": len(seeds), "mean": a.mean(), "mean_reference": b.mean(),
@@ -366,9 +394,10 @@ def main(profile: Literal[tuple(PROFILES)] = "quick", jobs: int = os.cpu_count()
                      f"it has {', '.join(sorted(map(str, known)))}")
     # The selection only chooses what runs: the summary and the pictures cover every finished run of the profile.
     selected = select(all_jobs, scripts, envs, seeds, side)
-    todo = [job for job in selected if not (out / "runs" / job.name / "episodes.csv").exists()]
-    # The scripts' own runs first, then SB3's seed by seed: a benchmark cut short still has a row for everything.
-    todo.sort(key=lambda job: (job.sb3, job.seed if job.sb3 else 0))
+    todo = [job for job in selected if not finished(out, job)]
+    # Seed by seed, each script's run before its SB3 twin: a benchmark cut short has a row for everything, and
+    # pairs of seeds to compare.
+    todo.sort(key=lambda job: (job.seed, job.sb3))
     if not report_only and todo:
         from tqdm import tqdm
 

@@ -58,31 +58,34 @@ def action_kind(env_id: str) -> str:
     return kind
 
 
+def make_envs(script: str, env_id: str, num_envs: int, seed: int):
+    """SB3's vector env for `script` on `env_id`, below any normalization: for ppo_atari.py the same Atari
+    preprocessing (SB3's AtariWrapper and a stack of 4 frames)."""
+    from stable_baselines3.common.env_util import make_atari_env, make_vec_env
+    from stable_baselines3.common.vec_env import VecFrameStack
+
+    if script == "ppo_atari.py":
+        return VecFrameStack(make_atari_env(env_id, n_envs=num_envs, seed=seed, env_kwargs=dict(frameskip=1)), 4)
+    return make_vec_env(env_id, n_envs=num_envs, seed=seed)
+
+
 def make_model(script: str, env_id: str, seed: int, tensorboard_log=None, **overrides):
     """The SB3 model equivalent to running `script` on `env_id`, with its envs; `overrides` replace keyword
     arguments of the entry."""
     import stable_baselines3
-    from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import VecNormalize
 
     algo, num_envs, kwargs, normalize = EQUIVALENTS[(script, action_kind(env_id))]
     kwargs = dict(kwargs, **overrides)
-    if script == "ppo_atari.py":  # the same Atari preprocessing: SB3's AtariWrapper and a stack of 4 frames
-        from stable_baselines3.common.env_util import make_atari_env
-        from stable_baselines3.common.vec_env import VecFrameStack
+    policy = "CnnPolicy" if script == "ppo_atari.py" else "MlpPolicy"
+    envs = make_envs(script, env_id, num_envs, seed)
+    if "action_noise_sigma" in kwargs:  # Gaussian action noise needs the action dimension
+        from stable_baselines3.common.noise import NormalActionNoise
 
-        policy = "CnnPolicy"
-        envs = VecFrameStack(make_atari_env(env_id, n_envs=num_envs, seed=seed, env_kwargs=dict(frameskip=1)), 4)
-    else:
-        policy = "MlpPolicy"
-        envs = make_vec_env(env_id, n_envs=num_envs, seed=seed)
-        if "action_noise_sigma" in kwargs:  # Gaussian action noise needs the action dimension
-            from stable_baselines3.common.noise import NormalActionNoise
-
-            dim = envs.action_space.shape[0]
-            kwargs["action_noise"] = NormalActionNoise(np.zeros(dim), kwargs.pop("action_noise_sigma") * np.ones(dim))
-        if normalize:
-            envs = VecNormalize(envs, gamma=kwargs.get("gamma", 0.99))
+        dim = envs.action_space.shape[0]
+        kwargs["action_noise"] = NormalActionNoise(np.zeros(dim), kwargs.pop("action_noise_sigma") * np.ones(dim))
+    if normalize:
+        envs = VecNormalize(envs, gamma=kwargs.get("gamma", 0.99))
     # device "auto": the GPU when there is one, as the scripts' --cuda default does
     return getattr(stable_baselines3, algo)(policy, envs, device="auto", seed=seed, tensorboard_log=tensorboard_log,
                                             **kwargs)

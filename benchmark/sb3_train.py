@@ -4,7 +4,11 @@ Writes TensorBoard scalars `charts/episodic_return` and `charts/episodic_length`
 from SB3's Monitor wrapper, which sits below any normalization) and `charts/SPS`, so that the benchmark
 reads SB3's runs exactly as it reads the project's.
 
-    python benchmark/sb3_train.py ppo.py CartPole-v1 --seed 1 --total-timesteps 500000 --out DIR
+    python benchmark/sb3_train.py ppo.py CartPole-v1 --seed 1 --total-timesteps 500000 --out DIR --eval-episodes 10
+
+With --eval-episodes N, the trained model then plays N episodes with its deterministic policy on a fresh env
+seeded with --seed, its observation normalization frozen, and `eval/episodic_return` logs each one at steps
+0..N-1: the protocol of rl-baselines3-zoo, and what the scripts log after --save-model.
 
 With --checkpoint, a run that is cut short resumes: every --checkpoint-every steps the model (optimizer
 included), the replay buffer and VecNormalize's statistics are saved, and a run started again with the same
@@ -25,7 +29,7 @@ import torch
 import tyro
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmark.sb3_equivalent import make_model  # noqa: E402
+from benchmark.sb3_equivalent import make_envs, make_model  # noqa: E402
 
 STATE = "state.json"  # written last: a folder with it holds a whole checkpoint
 
@@ -71,8 +75,26 @@ def resume(model, checkpoint: Path, seed: int):
     return model
 
 
+def evaluate(model, script: str, env_id: str, episodes: int, seed: int) -> list:
+    """The env's own returns of `episodes` episodes of the model's deterministic policy, on one fresh env seeded
+    with `seed`, the training run's observation statistics frozen."""
+    import copy
+
+    from stable_baselines3.common.evaluation import evaluate_policy
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    env = make_envs(script, env_id, 1, seed)
+    if model.get_vec_normalize_env() is not None:
+        env = VecNormalize(env, training=False, norm_reward=False)
+        env.obs_rms = copy.deepcopy(model.get_vec_normalize_env().obs_rms)
+    returns, _ = evaluate_policy(model, env, n_eval_episodes=episodes, deterministic=True, return_episode_rewards=True)
+    env.close()
+    return returns
+
+
 def main(script: str, env_id: str, /, seed: int = 1, total_timesteps: int = 100_000, out: str = "sb3_run",
-         torch_threads: int = 1, checkpoint: Optional[str] = None, checkpoint_every: int = 100_000):
+         torch_threads: int = 1, checkpoint: Optional[str] = None, checkpoint_every: int = 100_000,
+         eval_episodes: int = 0):
     """Train SB3's equivalent of SCRIPT on ENV_ID and log to OUT.
 
     Args:
@@ -82,6 +104,8 @@ def main(script: str, env_id: str, /, seed: int = 1, total_timesteps: int = 100_
         torch_threads: CPU threads for torch.
         checkpoint: save to (and resume from) this folder; no checkpoints if not given.
         checkpoint_every: env steps between checkpoints.
+        eval_episodes: episodes of the deterministic policy after training, logged as eval/episodic_return; none
+            if 0.
     """
     from stable_baselines3.common.callbacks import BaseCallback
     from torch.utils.tensorboard import SummaryWriter
@@ -132,6 +156,9 @@ def main(script: str, env_id: str, /, seed: int = 1, total_timesteps: int = 100_
     model.learn(total_timesteps=max(total_timesteps - model.num_timesteps, 0), callback=LogLikeTheScripts(),
                 reset_num_timesteps=False)
     log("charts/SPS", int(model.num_timesteps / elapsed()), model.num_timesteps)
+    if eval_episodes > 0:
+        for idx, episodic_return in enumerate(evaluate(model, script, env_id, eval_episodes, seed)):
+            writer.add_scalar("eval/episodic_return", episodic_return, idx)
     writer.close()
 
 

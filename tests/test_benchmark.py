@@ -178,3 +178,50 @@ def test_update_speed_records_each_matrix_product_of_a_ddpg_update(restores_the_
     measured = update_speed.measure("Pendulum-v1", steps=4, threads=torch.get_num_threads(), policy_frequency=2,
                                     batch_size=256, onednn=True)
     assert measured["products_per_step"] == (28 + 14) / 2  # policy_frequency 2: the actor every second update
+
+
+def test_below_min_seeds_a_comparison_gives_no_verdict():
+    pytest.importorskip("rliable")
+    few = np.arange(float(run.MIN_SEEDS - 1))
+    assert run.interval_estimates(few + 100, few)["verdict"] == "too few seeds"
+    enough = np.arange(float(run.MIN_SEEDS))
+    assert run.interval_estimates(enough + 100, enough)["verdict"] == "ahead"
+
+
+@pytest.mark.parametrize("runner", ["a2c.py", "sb3-a2c.py"])
+def test_an_entry_that_evaluates_asks_both_sides_for_the_evaluation(tmp_path, monkeypatch, runner):
+    seen = {}
+    monkeypatch.setattr(run.subprocess, "run", lambda command, **kwargs: seen.update(command=command) or
+                        subprocess.CompletedProcess(command, 1, "", ""))
+    job = run.Job(runner, run.Entry("a2c.py", "CartPole-v1", 1000, evaluate=True), 1)
+    with pytest.raises(RuntimeError, match="failed"):
+        run.run_job(job, tmp_path)
+    command = " ".join(seen["command"])
+    assert f"--eval-episodes {run.EVAL_EPISODES}" in command
+    assert ("--save-model" in command) == (runner == "a2c.py")
+
+
+def test_a_run_of_an_evaluating_entry_without_its_evaluation_runs_again_and_counts_for_training_only(tmp_path):
+    pytest.importorskip("rliable")
+    jobs = run.jobs_of([run.Entry("dqn.py", "Acrobot-v1", 100, (1, 2, 3, 4, 5), sb3=True, evaluate=True)])
+    for job in jobs:  # ours above SB3 on both metrics; seed 5 of ours finished before the entry evaluated
+        finish(tmp_path, job, [float(job.seed) + (0 if job.sb3 else 100)] * 100)
+        if not (job.seed == 5 and not job.sb3):
+            run.write_csv(tmp_path / "runs" / job.name / "eval.csv",
+                          [{"episode": 0, "episodic_return": float(job.seed) + (0 if job.sb3 else 100)}])
+    assert [job.name for job in jobs if not run.finished(tmp_path, job)] == ["dqn__Acrobot-v1__5"]
+    training, evaluation = run.compare(tmp_path, jobs)
+    assert (training["seeds"], evaluation["seeds"]) == (5, 4)
+    assert training["verdict"] == evaluation["verdict"] == "ahead"
+
+
+def test_sb3_train_logs_its_deterministic_evaluation_in_env_units(tmp_path):
+    pytest.importorskip("stable_baselines3")
+    # a2c.py's continuous twin normalizes observations and rewards: the evaluation reports the env's own returns,
+    # which on InvertedPendulum are the episode lengths (reward 1 a step, at most 1000 steps)
+    subprocess.run([sys.executable, str(run.REPO / "benchmark" / "sb3_train.py"), "a2c.py", "InvertedPendulum-v4",
+                    "--total-timesteps", "800", "--out", "tb", "--eval-episodes", "3"], cwd=tmp_path, check=True,
+                   capture_output=True)
+    evaluation = read_scalars(tmp_path / "tb")["eval/episodic_return"]
+    assert [step for step, _ in evaluation] == [0, 1, 2]
+    assert all(value == int(value) and 1 <= value <= 1000 for _, value in evaluation)
