@@ -436,9 +436,13 @@ def train(args: Args, state: dict | None = None) -> tuple[Agent, ObsNormalizer, 
         optimizer.load_state_dict(state["optimizer"])
         obs_norm.load_state_dict(state["obs_rms"])
         reward_scaler.load_state_dict(state["reward_scaler"])
-        for env, saved in zip([envs, *envs.envs], state["envs"]):
-            set_env_state(env, saved)
         set_rng_state(state["rng"])
+        if all(restorable(env) for env in envs.envs):
+            for env, saved in zip([envs, *envs.envs], state["envs"]):
+                set_env_state(env, saved)
+        else:  # the envs restart, seeded from the saved generators; the episodes under way are dropped
+            next_obs = obs_norm(envs.reset(seed=int(np.random.randint(2**31)))[0])
+            episode_returns[:], episode_lengths[:], reward_scaler.returns[:] = 0.0, 0, 0.0
 
     for iteration in range(first_iteration, num_iterations + 1):
         if args.anneal_lr:
@@ -703,6 +707,16 @@ def plain(value):
     return None
 
 
+RESTORABLE = ("gymnasium.envs.classic_control", "gymnasium.envs.toy_text", "gymnasium.envs.mujoco")
+"""The env families whose whole state env_state saves: plain numbers and arrays (classic control, toy text) or
+MuJoCo's simulator state. Any other env (Box2D keeps its physics in C++ objects; a user's env may keep anything)
+restarts when a run resumes."""
+
+
+def restorable(env: gym.Env) -> bool:
+    return type(env.unwrapped).__module__.startswith(RESTORABLE)
+
+
 def env_state(env: gym.Env) -> dict:
     """What an env's next steps depend on: the numbers each of its layers keeps (a TimeLimit's elapsed steps,
     classic control's physics in `state`, the vector env's bookkeeping), its random generator, and for MuJoCo the
@@ -784,7 +798,7 @@ def load_state(path: str, given: Args) -> tuple[Args, dict]:
             raise ValueError(f"--{name.replace('_', '-')} {value} would change the run it resumes "
                              f"(it ran with {getattr(saved, name)}); only --total-timesteps may extend it")
     resumed = replace(saved, **{name: changed[name] for name in RESUME_MAY_CHANGE if name in changed}, resume=None)
-    if resumed.total_timesteps <= state["global_step"]:
+    if resumed.total_timesteps // (resumed.num_envs * resumed.num_steps) <= state["iteration"]:  # no iteration left
         raise ValueError(f"the run already reached step {state['global_step']}: a larger --total-timesteps extends it")
     return resumed, state
 

@@ -146,3 +146,35 @@ gym.register("FarCountingBox-v0", entry_point=FarCountingBoxEnv, max_episode_ste
 # Q-function reaches the goal every time. Its observation is Discrete(16), one-hot encoded by the scripts.
 gym.register("FrozenLakeDeterministic-v0", entry_point="gymnasium.envs.toy_text.frozen_lake:FrozenLakeEnv",
              kwargs={"is_slippery": False}, max_episode_steps=100)
+
+
+class OpaqueStateEnv(gym.Env):
+    """Keeps its state in an object of its own, as Box2D envs keep theirs in C++ objects: a script cannot save it,
+    so a resumed run restarts it. Pays 1 a step; its episodes run into the time limit unless action 1 ends them
+    (a Box action: its first component above 0)."""
+
+    observation_space = gym.spaces.Box(0.0, np.inf, (1,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    class Clock:
+        def __init__(self):
+            self.t = 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.clock = self.Clock()
+        return np.array([self.clock.t], np.float32), {}
+
+    def step(self, action):
+        self.clock.t += 1
+        ends = bool(np.asarray(action).reshape(-1)[0] > 0) and self.np_random.random() < 0.05
+        return np.array([self.clock.t], np.float32), 1.0, ends, False, {}
+
+
+class OpaqueStateBoxEnv(OpaqueStateEnv):
+    action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+
+OPAQUE_LIMIT = 200
+gym.register("OpaqueState-v0", entry_point=OpaqueStateEnv, max_episode_steps=OPAQUE_LIMIT)
+gym.register("OpaqueStateBox-v0", entry_point=OpaqueStateBoxEnv, max_episode_steps=OPAQUE_LIMIT)

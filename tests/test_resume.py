@@ -1,8 +1,9 @@
-"""--checkpoint-every and --resume: a run killed for real and resumed from its last state logs exactly the numbers of
-the same run left alone; checkpointing changes no number; a resumed run can be extended; a state that cannot be
-resumed gets one line."""
+"""--checkpoint-every and --resume: a run killed for real (right after a state, or while writing one) and resumed from
+its last state logs exactly the numbers of the same run left alone; checkpointing changes no number; envs whose state
+cannot be saved restart; a resumed run can be extended; a state that cannot be resumed gets one line."""
 
 import glob
+import os
 import signal
 import subprocess
 import sys
@@ -19,7 +20,10 @@ RUNS = [
     ("ppo.py", "CartPole-v1", ("--total-timesteps", "40960", "--checkpoint-every", "4096")),
     ("ppo.py", "Hopper-v4", ("--total-timesteps", "10240", "--num-steps", "512", "--num-minibatches", "8",
                              "--update-epochs", "2", "--checkpoint-every", "2048")),
+    ("a2c.py", "CartPole-v1", ("--total-timesteps", "20000", "--checkpoint-every", "4000")),
+    ("a2c.py", "Hopper-v4", ("--total-timesteps", "8000", "--checkpoint-every", "2000")),
 ]
+ON_POLICY = ("ppo.py", "a2c.py")
 
 
 def numbers(run: Path) -> dict:
@@ -29,16 +33,34 @@ def numbers(run: Path) -> dict:
     return scalars
 
 
-def killed_after_a_checkpoint(script: str, flags: tuple, cwd: Path) -> Path:
-    """Start `python SCRIPT FLAGS`, SIGKILL it as soon as its first state file exists, and return its run folder."""
+def killed_after_a_checkpoint(script: str, flags: tuple, cwd: Path, while_writing: bool = False) -> Path:
+    """Start `python SCRIPT FLAGS`, SIGKILL it as soon as its first state file exists (or, `while_writing`, in the
+    middle of writing its second), and return its run folder."""
     cwd.mkdir(parents=True)
     process = subprocess.Popen([sys.executable, str(REPO / script), *flags], cwd=cwd, env=script_env(),
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while not glob.glob(str(cwd / "runs" / "*" / "state.pt")) and process.poll() is None and time.time() < deadline:
         time.sleep(0.005)
+    if while_writing:
+        # The next state goes into state.tmp: made a pipe, it holds the writer in the middle of the file for as long
+        # as nobody reads on. Read its first kilobyte, kill the writer there, and leave on disk what a kill during
+        # the write leaves: the part written.
+        tmp = Path(glob.glob(str(cwd / "runs" / "*" / "state.pt"))[0]).with_suffix(".tmp")
+        os.mkfifo(tmp)
+        pipe, written = os.open(tmp, os.O_RDONLY | os.O_NONBLOCK), b""
+        while len(written) < 1024 and process.poll() is None and time.time() < deadline:
+            try:
+                written += os.read(pipe, 1024 - len(written))
+            except BlockingIOError:  # the writer has not reached the file yet
+                time.sleep(0.001)
     process.send_signal(signal.SIGKILL)
     assert process.wait() == -signal.SIGKILL, "the run ended before it could be killed"
+    if while_writing:
+        os.close(pipe)
+        tmp.unlink()
+        tmp.write_bytes(written)
+        assert len(written) == 1024
     return run_dir(cwd)
 
 
@@ -73,6 +95,43 @@ def test_a_run_killed_and_resumed_logs_the_numbers_of_the_run_left_alone(tmp_pat
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("script", ON_POLICY)
+def test_a_run_killed_while_writing_its_state_resumes_from_the_state_before(tmp_path, script):
+    flags = ("--seed", "4", "--total-timesteps", "24000", "--checkpoint-every", "4000")
+    (tmp_path / "alone").mkdir()
+    run_ok(script, *flags[:-2], cwd=tmp_path / "alone")
+    run = killed_after_a_checkpoint(script, flags, tmp_path / "killed", while_writing=True)
+    assert torch.load(run / "state.pt", weights_only=True)["global_step"] < 8000  # the first state, whole
+    run_ok(script, "--resume", str(run), cwd=tmp_path / "killed")
+    assert numbers(run) == numbers(run_dir(tmp_path / "alone"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script, flags, num_envs", [
+    ("ppo.py", ("--total-timesteps", "8192", "--checkpoint-every", "2048"), 4),
+    ("a2c.py", ("--total-timesteps", "4000", "--checkpoint-every", "1000"), 8)])
+def test_envs_whose_state_cannot_be_saved_restart_and_the_episodes_under_way_are_dropped(tmp_path, script, flags,
+                                                                                          num_envs):
+    flags = ("--env-id", "tests.envs:OpaqueState-v0", "--seed", "1", *flags)
+    (tmp_path / "alone").mkdir()
+    run_ok(script, *flags[:-2], cwd=tmp_path / "alone")
+    alone = numbers(run_dir(tmp_path / "alone"))
+    run = killed_after_a_checkpoint(script, flags, tmp_path / "killed")
+    stopped_at = torch.load(run / "state.pt", weights_only=True)["global_step"]
+    run_ok(script, "--resume", str(run), cwd=tmp_path / "killed")
+    resumed = numbers(run)
+    for tag, points in alone.items():  # up to the state, the run that was stopped; then it finishes
+        assert [p for p in resumed[tag] if p[0] <= stopped_at] == [p for p in points if p[0] <= stopped_at], tag
+    assert resumed["losses/value_loss"][-1][0] == alone["losses/value_loss"][-1][0]
+    # The envs restarted: every episode that ends after the state began after it (with num_envs envs, an episode
+    # of length L ending at step S began after S - num_envs * L), which the run left alone does not show.
+    begun_after = lambda points: all(length <= (step - stopped_at) // num_envs  # noqa: E731
+                                     for step, length in points if step > stopped_at)
+    assert begun_after(resumed["charts/episodic_length"]) and not begun_after(alone["charts/episodic_length"])
+    assert any(step > stopped_at for step, _ in resumed["charts/episodic_length"])
+
+
+@pytest.mark.slow
 def test_a_finished_run_is_extended_by_a_larger_total_and_its_checkpoint_evaluates(tmp_path):
     flags = ("--total-timesteps", "4096", "--checkpoint-every", "2048", "--seed", "2", "--track")
     run_ok("ppo.py", *flags, cwd=tmp_path)
@@ -89,22 +148,24 @@ def test_a_finished_run_is_extended_by_a_larger_total_and_its_checkpoint_evaluat
     assert "over 2 episodes" in evaluation.stdout
 
 
-def test_a_state_that_cannot_be_resumed_gets_one_line_and_writes_nothing(tmp_path):
+@pytest.mark.parametrize("script", ON_POLICY)
+def test_a_state_that_cannot_be_resumed_gets_one_line_and_writes_nothing(tmp_path, script):
     for name in ("done", "elsewhere"):
         (tmp_path / name).mkdir()
-    run_ok("ppo.py", "--total-timesteps", "1024", "--checkpoint-every", "512", "--save-model", "--eval-episodes", "1",
+    run_ok(script, "--total-timesteps", "1280", "--checkpoint-every", "640", "--save-model", "--eval-episodes", "1",
            cwd=tmp_path / "done")
     run = run_dir(tmp_path / "done")
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes((run / "state.pt").read_bytes()[:1000])
+    reached = torch.load(run / "state.pt", weights_only=True)["global_step"]  # ppo.py's 512-step iterations: 1024
     cases = {
         (str(tmp_path / "nowhere"),): "no run state at",
         (str(truncated),): "cannot load run state",
-        (str(run / "ppo.pt"),): "is not a ppo.py run state",
+        (str(run / script.replace(".py", ".pt")),): f"is not a{'n' if script[0] in 'a' else ''} {script} run state",
         (str(run), "--learning-rate", "0.1"): "--learning-rate 0.1 would change the run it resumes",
-        (str(run),): "the run already reached step 1024: a larger --total-timesteps extends it",
+        (str(run),): f"the run already reached step {reached}: a larger --total-timesteps extends it",
     }
     for (where, *flags), message in cases.items():
-        result = run_script("ppo.py", "--resume", where, *flags, cwd=tmp_path / "elsewhere")
-        assert message in one_error_line(result, "ppo.py")
+        result = run_script(script, "--resume", where, *flags, cwd=tmp_path / "elsewhere")
+        assert message in one_error_line(result, script)
         assert not (tmp_path / "elsewhere" / "runs").exists()
