@@ -8,7 +8,7 @@ way, where an entry asks for it), then turn their logs into tidy CSVs, a results
     python benchmark/run.py --profile action-mapping # a2c.py, ppo.py: normalized against clipped actions, 10 seeds
     python benchmark/run.py --profile full --scripts dqn.py --envs Acrobot-v1   # run only these rows
     # one long run on both cores of a 2-core machine: SB3's DDPG on Hopper, about 3.5 h on two threads here
-    # (more than a session: started again, it resumes from its last checkpoint)
+    # (stopped and started again, it resumes from its last checkpoint)
     python benchmark/run.py --profile full --scripts ddpg_continuous.py --envs Hopper-v4 --seeds 1 --side sb3 \
         --jobs 1 --threads 2
 
@@ -18,8 +18,10 @@ Everything lands in benchmark/results/{profile}/:
                                               so an interrupted benchmark resumes where it stopped
   runs/{runner}__{env}__{seed}/eval.csv       the final deterministic evaluation (episode, episodic_return),
                                               for entries that evaluate; they are done when it exists too
-  runs/{runner}__{env}__{seed}/work/           an unfinished run's files; an SB3 run's checkpoint (every
-                                              CHECKPOINT_EVERY steps), from which it resumes
+  runs/{runner}__{env}__{seed}/work/           an unfinished run's files, with its checkpoint (every
+                                              CHECKPOINT_EVERY steps) from which it resumes: SB3's, and the
+                                              scripts' that have --resume (RESUMABLE); the wall time of a
+                                              resumed run of a script includes the time it was stopped
   summary.csv, summary.md                      per (runner, env): mean +- std across seeds of the mean return
                                               of the last 100 training episodes (CleanRL's metric), final
                                               SPS and wall time
@@ -56,8 +58,10 @@ MIN_SEEDS = 4
 of the other is still p = 0.1 under an exact permutation test (1 in 10 of the 20 orderings, two-sided), while the
 bootstrap's interval of the probability of improvement collapses to a point; with 4 against 4 it is p = 0.03"""
 CHECKPOINT_EVERY = 100_000
-"""env steps between an SB3 run's checkpoints (only runs that long write one): a run cut short, by the end of a
-session for one, resumes from its last checkpoint the next time the runner starts it"""
+"""env steps between a run's checkpoints, on both sides (SB3's only in runs that long; the scripts' also at their
+end): a run cut short resumes from its last checkpoint the next time the runner starts it"""
+RESUMABLE = ("ppo.py", "a2c.py")
+"""the scripts with --checkpoint-every and --resume; the others' runs start over"""
 
 
 @dataclass(frozen=True)
@@ -185,13 +189,17 @@ def read_csv(path: Path) -> list:
 def run_job(job: Job, out: Path, threads: int = 1) -> Path:
     """Train one (runner, env, seed) on `threads` torch threads and write its episodes.csv; return the folder."""
     folder = out / "runs" / job.name
-    work = folder / "work"  # kept when a run is cut short: an SB3 run resumes from its checkpoint there
-    if not job.sb3:  # the scripts start over
+    work = folder / "work"  # kept when a run is cut short: it resumes from its checkpoint there
+    resumable = job.sb3 or job.entry.script in RESUMABLE
+    if not resumable:
         shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
                PYTHONWARNINGS="ignore::DeprecationWarning")
-    if job.sb3:
+    states = [] if job.sb3 else sorted((work / "runs").glob("*/state.pt"))
+    if states:  # a run of ours cut short: it goes on from its last state, with the arguments it was started with
+        command = [sys.executable, str(REPO / job.entry.script), "--resume", str(states[-1].parent.relative_to(work))]
+    elif job.sb3:
         command = [sys.executable, str(REPO / "benchmark" / "sb3_train.py"), job.entry.script, job.entry.env_id,
                    "--seed", str(job.seed), "--total-timesteps", str(job.entry.budget), "--out", "tb",
                    "--checkpoint", "checkpoint", "--checkpoint-every", str(CHECKPOINT_EVERY)]
@@ -200,8 +208,13 @@ def run_job(job: Job, out: Path, threads: int = 1) -> Path:
         command = [sys.executable, str(REPO / job.entry.script), "--env-id", job.entry.env_id, "--seed", str(job.seed),
                    "--total-timesteps", str(job.entry.budget), *job.entry.flags]
         command += ["--save-model", "--eval-episodes", str(EVAL_EPISODES)] if job.entry.evaluate else []
-    command += ["--torch-threads", str(threads)]  # both sides take the flag
+        command += ["--checkpoint-every", str(CHECKPOINT_EVERY)] if resumable else []
+    if not states:
+        command += ["--torch-threads", str(threads)]  # both sides take the flag
     result = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True)
+    if states and result.returncode == 2:  # its state cannot be resumed (it had finished, say): start over
+        shutil.rmtree(work)
+        return run_job(job, out, threads)
     (folder / "log.txt").write_text(result.stdout[-20000:] + result.stderr[-20000:])
     if result.returncode:
         raise RuntimeError(f"{job.name} failed (exit {result.returncode}); see {folder / 'log.txt'}")

@@ -225,3 +225,24 @@ def test_sb3_train_logs_its_deterministic_evaluation_in_env_units(tmp_path):
     evaluation = read_scalars(tmp_path / "tb")["eval/episodic_return"]
     assert [step for step, _ in evaluation] == [0, 1, 2]
     assert all(value == int(value) and 1 <= value <= 1000 for _, value in evaluation)
+
+
+def test_a_run_of_a_script_cut_short_goes_on_from_its_last_state(tmp_path, monkeypatch):
+    commands = []
+
+    def fake_run(command, cwd, **kwargs):  # the resumed run finds its state finished (exit 2); the fresh one fails
+        commands.append((command, sorted(path.name for path in Path(cwd).glob("runs/*/state.pt"))))
+        return subprocess.CompletedProcess(command, 2 if "--resume" in command else 1, "", "")
+
+    monkeypatch.setattr(run.subprocess, "run", fake_run)
+    job = run.Job("a2c.py", run.Entry("a2c.py", "CartPole-v1", 1000), 1)
+    state = tmp_path / "runs" / job.name / "work" / "runs" / "CartPole-v1__a2c__1__1" / "state.pt"
+    state.parent.mkdir(parents=True)
+    state.write_bytes(b"")
+    with pytest.raises(RuntimeError, match="failed"):
+        run.run_job(job, tmp_path)
+    (resumed, states), (fresh, none) = commands
+    assert resumed[2:] == ["--resume", "runs/CartPole-v1__a2c__1__1"] and states == ["state.pt"]
+    # a state that cannot be resumed: the run starts over, in an empty folder, writing states of its own
+    assert none == [] and " ".join(fresh[-4:]) == f"--checkpoint-every {run.CHECKPOINT_EVERY} --torch-threads 1"
+    assert "a2c.py" in run.RESUMABLE
