@@ -63,6 +63,8 @@ Usage:
     python ddpg_continuous.py --env-id HalfCheetah-v4 --ou-noise --policy-frequency 1   # OU noise, actor each step
     python ddpg_continuous.py --save-model --capture-video --track
     python ddpg_continuous.py --eval-checkpoint runs/RUN/ddpg_continuous.pt --capture-video
+    python ddpg_continuous.py --checkpoint-every 100000         # the run's whole state, now and then
+    python ddpg_continuous.py --resume runs/RUN                 # continue a stopped run exactly
     python ddpg_continuous.py --help                            # every flag
 """
 
@@ -73,7 +75,7 @@ import sys
 import time
 import traceback
 from collections import deque
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import gymnasium as gym
@@ -111,12 +113,17 @@ class Args:
     """episodes of the deterministic actor (no noise) when evaluating a checkpoint"""
     eval_checkpoint: str | None = None
     """path of a checkpoint to evaluate (and film, with --capture-video) instead of training"""
+    checkpoint_every: int = 0
+    """every this many env steps, write the run's whole state to runs/{run_name}/state.pt, replacing the last (0: off)"""
+    resume: str | None = None
+    """continue the run of this folder (or state.pt) from its last state, with its arguments (see --total-timesteps)"""
 
     # Algorithm arguments (CleanRL's ddpg_continuous_action.py defaults; where they differ from the paper: docstring)
     env_id: str = "Hopper-v4"
     """the id of the environment"""
     total_timesteps: int = 1_000_000
-    """total env steps of the experiment, summed over envs"""
+    """total env steps of the experiment, summed over envs; with --resume, a larger value extends the run (no schedule
+    depends on it)"""
     learning_rate: float = 3e-4
     """the learning rate of both optimizers (paper: 1e-4 actor, 1e-3 critic; one rate is the TD3 authors' re-tuning)"""
     num_envs: int = 1
@@ -214,6 +221,8 @@ class ReplayBuffer:
     all envs as a block of consecutive rows: `size` is a multiple of the number of envs, so a block never
     wraps around midway, and a slice copies it as one block per array instead of scattering rows by index."""
 
+    ARRAYS = ("obs", "next_obs", "actions", "rewards", "terminations")
+
     def __init__(self, size: int, obs_shape: tuple, action_dim: int, seed: int | np.random.SeedSequence):
         self.obs = np.zeros((size,) + obs_shape, np.float32)
         self.next_obs = np.zeros((size,) + obs_shape, np.float32)
@@ -222,6 +231,18 @@ class ReplayBuffer:
         self.terminations = np.zeros(size, np.float32)
         self.size, self.pos, self.count = size, 0, 0
         self.rng = np.random.default_rng(seed)
+
+    def state_dict(self) -> dict:
+        """The filled part only, the first `count` rows (the buffer fills from row 0 and wraps once full), where
+        the next add() writes, and the sampling generator's state. The tensors view the arrays: no copy."""
+        rows = {name: torch.from_numpy(getattr(self, name)[: self.count]) for name in ReplayBuffer.ARRAYS}
+        return {**rows, "pos": self.pos, "count": self.count, "rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict):
+        self.pos, self.count = state["pos"], state["count"]
+        for name in ReplayBuffer.ARRAYS:
+            getattr(self, name)[: self.count] = state[name].numpy()
+        self.rng.bit_generator.state = state["rng"]
 
     @staticmethod
     def nbytes(size: int, obs_shape: tuple, action_dim: int) -> int:
@@ -289,6 +310,17 @@ class DDPG:
         self.online_params = [*self.actor.parameters(), *self.qf.parameters()]
         self.target_params = [*self.actor_target.parameters(), *self.qf_target.parameters()]
 
+    NETWORKS_AND_OPTIMIZERS = ("actor", "qf", "actor_target", "qf_target", "actor_optimizer", "q_optimizer")
+
+    def state_dict(self) -> dict:
+        """The four networks and the two optimizers, for a run's state."""
+        return {name: getattr(self, name).state_dict() for name in DDPG.NETWORKS_AND_OPTIMIZERS}
+
+    def load_state_dict(self, state: dict):
+        """Copy a state_dict() into the networks and optimizers in place (the parameter lists above stay theirs)."""
+        for name in DDPG.NETWORKS_AND_OPTIMIZERS:
+            getattr(self, name).load_state_dict(state[name])
+
     def update(self, obs, actions, rewards, next_obs, terminations, gamma: float, tau: float, update_actor: bool):
         """One gradient step on a minibatch: the critic, then (if update_actor) the actor against the updated
         critic and both targets. Returns (critic loss, Q(s, a), actor loss or None), as tensors."""
@@ -316,24 +348,28 @@ class DDPG:
 
 
 # --------------------------------------------------------------------------------------------- the training loop
-def train(args: Args) -> tuple[Actor, Path]:
-    """Train on args and return the actor and the run folder (TensorBoard log, checkpoint). main() checks a
-    command line first; from a notebook or a sweep:
+def train(args: Args, state: dict | None = None) -> tuple[Actor, Path]:
+    """Train on args, or continue the run whose saved `state` is given, and return the actor and the run folder
+    (TensorBoard log, checkpoint). main() checks a command line first; from a notebook or a sweep:
         actor, run = train(Args(env_id="Pendulum-v1", total_timesteps=20_000, learning_starts=1000))"""
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
     run_name = f"{args.env_id.replace('/', '-').replace(':', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    run_name = state["run_name"] if state else run_name
     if args.track:
         import wandb
 
-        try:
+        try:  # a resumed run continues its own W&B run
             wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, sync_tensorboard=True,
-                       config=vars(args), name=run_name, save_code=True, settings=wandb.Settings(init_timeout=60))
+                       config=vars(args), name=run_name, save_code=True, settings=wandb.Settings(init_timeout=60),
+                       id=state["wandb_id"] if state else None, resume="allow" if state else None)
         except Exception as e:  # no network or no login: say so instead of a traceback
             fail(f"Weights & Biases did not start ({str(e).splitlines()[0]}); WANDB_MODE=offline logs locally")
     from torch.utils.tensorboard import SummaryWriter
 
-    writer = SummaryWriter(f"runs/{run_name}")
-    writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in vars(args).items()))
+    # purge_step: TensorBoard drops what a stopped run logged after its last state, so that no step is logged twice
+    writer = SummaryWriter(f"runs/{run_name}", purge_step=state["global_step"] + 1 if state else None)
+    if not state:
+        writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in vars(args).items()))
 
     # Seeding: same seed, same numbers on the CPU.
     random.seed(args.seed)
@@ -373,7 +409,29 @@ def train(args: Args) -> tuple[Actor, Path]:
     print_every = max(1, num_iterations // 50)
     gradient_steps, actor_loss = 0, None
     obs, _ = envs.reset(seed=args.seed)
-    for iteration in range(1, num_iterations + 1):
+    first_iteration = 1
+    if state:  # everything the next iteration reads, as the stopped run left it
+        first_iteration, obs = state["iteration"] + 1, state["obs"].numpy()
+        start_time -= state["elapsed"]
+        episode_returns, episode_lengths = state["episode_returns"].numpy(), state["episode_lengths"].numpy()
+        recent_returns.extend(state["recent_returns"])
+        gradient_steps, actor_loss = state["gradient_steps"], state["actor_loss"]
+        ddpg.load_state_dict(state["model"])
+        rb.load_state_dict(state["replay_buffer"])
+        rng.bit_generator.state = state["explore_rng"]
+        if ou is not None:
+            ou.state = state["ou_noise"].numpy()
+        set_rng_state(state["rng"])
+        if all(restorable(env) for env in envs.envs):
+            for env, saved in zip([envs, *envs.envs], state["envs"]):
+                set_env_state(env, saved)
+        else:  # the envs restart, seeded from the saved generators; the episodes under way are dropped
+            obs = envs.reset(seed=int(np.random.randint(2**31)))[0]
+            episode_returns[:], episode_lengths[:] = 0.0, 0
+            if ou is not None:
+                ou.reset(np.arange(args.num_envs))
+
+    for iteration in range(first_iteration, num_iterations + 1):
         global_step = iteration * args.num_envs
 
         # 1. Act: uniformly at random during the warm-up, then mu(s) plus noise, clipped to the bounds.
@@ -428,6 +486,23 @@ def train(args: Args) -> tuple[Actor, Path]:
             remaining = elapsed * (num_iterations - iteration) / iteration
             print(f"step {global_step}/{args.total_timesteps} | SPS {sps} | return {mean_return} (last 10 episodes)"
                   f" | {elapsed:.0f}s elapsed, ~{remaining:.0f}s left", flush=True)
+        if args.checkpoint_every and (global_step // args.checkpoint_every > (global_step - args.num_envs)
+                                      // args.checkpoint_every or iteration == num_iterations):
+            for end_step, episodic_return, episodic_length in finished:  # the state holds no unwritten episode
+                writer.add_scalar("charts/episodic_return", episodic_return, end_step)
+                writer.add_scalar("charts/episodic_length", episodic_length, end_step)
+            finished.clear()
+            writer.flush()  # the log reaches this state's step before the state exists
+            save_state(Path("runs") / run_name / "state.pt", {
+                "script": "ddpg_continuous.py", "args": asdict(args), "run_name": run_name,
+                "wandb_id": wandb.run.id if args.track else None, "iteration": iteration, "global_step": global_step,
+                "elapsed": time.time() - start_time, "obs": torch.from_numpy(obs),
+                "episode_returns": torch.from_numpy(episode_returns), "episode_lengths": torch.from_numpy(episode_lengths),
+                "recent_returns": list(recent_returns), "gradient_steps": gradient_steps,
+                "actor_loss": actor_loss.detach() if actor_loss is not None else None,  # logged until the next one
+                "model": ddpg.state_dict(), "replay_buffer": rb.state_dict(), "explore_rng": rng.bit_generator.state,
+                "ou_noise": torch.from_numpy(ou.state) if ou is not None else None,
+                "envs": [env_state(env) for env in [envs, *envs.envs]], "rng": rng_state()})
 
     envs.close()
     if args.save_model:
@@ -476,6 +551,8 @@ def check_sizes(args: Args) -> str | None:
         return f"--learning-starts must not be negative, got {args.learning_starts}"
     if args.learning_rate <= 0:
         return f"--learning-rate must be positive, got {args.learning_rate}"
+    if args.checkpoint_every < 0:
+        return f"--checkpoint-every must not be negative, got {args.checkpoint_every}"
     if not 0 <= args.gamma <= 1:
         return f"--gamma must be in [0, 1], got {args.gamma}"
     if not 0 < args.tau <= 1:
@@ -565,6 +642,123 @@ def evaluate(actor: Actor, saved: dict, eval_episodes: int, run_name: str, captu
     return returns
 
 
+def save_state(path: Path, state: dict):
+    """Write a run's state atomically: into a temporary file, then renamed over the last state, so that a run
+    killed while writing leaves the previous state whole. It holds tensors, numbers, strings, tuples and bytes
+    only, so torch.load(weights_only=True) reads it back and loading it cannot run code."""
+    torch.save(state, path.with_suffix(".tmp"))
+    os.replace(path.with_suffix(".tmp"), path)
+
+
+def plain(value):
+    """value as the state file keeps it (an array as a tensor), or None for what it does not keep."""
+    if isinstance(value, np.ndarray) and value.dtype != object:
+        return torch.from_numpy(value.copy())
+    if isinstance(value, (bool, int, float, str, np.integer, np.floating, np.bool_)):
+        return value.item() if isinstance(value, np.generic) else value
+    if isinstance(value, tuple) and all(isinstance(v, (int, float)) for v in value):
+        return value
+    return None
+
+
+RESTORABLE = ("gymnasium.envs.classic_control", "gymnasium.envs.toy_text", "gymnasium.envs.mujoco")
+"""The env families whose whole state env_state saves: plain numbers and arrays (classic control, toy text) or
+MuJoCo's simulator state. Any other env (Box2D keeps its physics in C++ objects; a user's env may keep anything)
+restarts when a run resumes."""
+
+
+def restorable(env: gym.Env) -> bool:
+    return type(env.unwrapped).__module__.startswith(RESTORABLE)
+
+
+def env_state(env: gym.Env) -> dict:
+    """What an env's next steps depend on: the numbers each of its layers keeps (a TimeLimit's elapsed steps,
+    classic control's physics in `state`, the vector env's bookkeeping), its random generator, and for MuJoCo the
+    simulator's whole integration state (positions, velocities, time, the solver's warm start). Videos restart."""
+    layers, layer = [], env
+    while layer is not None:
+        keep = not isinstance(layer, gym.wrappers.RecordVideo)
+        layers.append({k: plain(v) for k, v in vars(layer).items() if keep and plain(v) is not None})
+        layer = layer.env if isinstance(layer, gym.Wrapper) else None
+    state = {"layers": layers}
+    base = env.unwrapped if isinstance(env, gym.Env) else None
+    if base is not None:
+        state["np_random"] = base.np_random.bit_generator.state
+        if hasattr(base, "model") and hasattr(base, "data"):  # MuJoCo
+            import mujoco
+
+            full = np.empty(mujoco.mj_stateSize(base.model, mujoco.mjtState.mjSTATE_INTEGRATION))
+            mujoco.mj_getState(base.model, base.data, full, mujoco.mjtState.mjSTATE_INTEGRATION)
+            state["mujoco"] = torch.from_numpy(full)
+    return state
+
+
+def set_env_state(env: gym.Env, state: dict):
+    """Put an env back where env_state found it."""
+    layer = env
+    for saved in state["layers"]:
+        for name, value in saved.items():
+            setattr(layer, name, value.numpy() if isinstance(value, torch.Tensor) else value)
+        layer = layer.env if isinstance(layer, gym.Wrapper) else None
+    if "np_random" in state:
+        env.unwrapped.np_random.bit_generator.state = state["np_random"]
+    if "mujoco" in state:
+        import mujoco
+
+        base = env.unwrapped
+        mujoco.mj_setState(base.model, base.data, state["mujoco"].numpy(), mujoco.mjtState.mjSTATE_INTEGRATION)
+
+
+def rng_state() -> dict:
+    """Every random generator the loop draws from: Python's, NumPy's global one, torch's on the CPU and on CUDA (the
+    state keeps exploration's and the replay buffer's own generators beside these)."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {"python": random.getstate(), "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss),
+            "torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def set_rng_state(state: dict):
+    random.setstate(state["python"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# The flags a resumed run may take anew: they change what is written or watched, not the run's numbers (and a larger
+# --total-timesteps extends it).
+RESUME_MAY_CHANGE = ("total_timesteps", "checkpoint_every", "save_model", "eval_episodes", "capture_video", "track",
+                     "wandb_project_name", "wandb_entity")
+
+
+def load_state(path: str, given: Args) -> tuple[Args, dict]:
+    """The arguments and state of the run to resume from its folder or state file, or ValueError with the one line
+    for a missing, truncated or foreign state, or for a flag that would change the run (--total-timesteps may
+    extend it)."""
+    path = Path(path) / "state.pt" if Path(path).is_dir() else Path(path)
+    if not path.is_file():
+        raise ValueError(f"no run state at {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated, or not torch's format
+        raise ValueError(f"cannot load run state {path}: {str(e).splitlines()[0]}") from None
+    if not isinstance(state, dict) or state.get("script") != "ddpg_continuous.py":
+        raise ValueError(f"{path} is not a ddpg_continuous.py run state: another script's, or not written by "
+                         "--checkpoint-every")
+    saved, default = Args(**state["args"]), Args()
+    changed = {name: value for name, value in asdict(given).items()
+               if name != "resume" and value != getattr(default, name)}
+    for name, value in changed.items():
+        if name not in RESUME_MAY_CHANGE and value != getattr(saved, name):
+            raise ValueError(f"--{name.replace('_', '-')} {value} would change the run it resumes "
+                             f"(it ran with {getattr(saved, name)}); only --total-timesteps may extend it")
+    resumed = replace(saved, **{name: changed[name] for name in RESUME_MAY_CHANGE if name in changed}, resume=None)
+    if -(-resumed.total_timesteps // resumed.num_envs) <= state["iteration"]:  # no iteration left
+        raise ValueError(f"the run already reached step {state['global_step']}: a larger --total-timesteps extends it")
+    return resumed, state
+
+
 def fail(message: str):
     """A user's mistake: one line on stderr, exit status 2, nothing written."""
     print(f"ddpg_continuous.py: error: {message}", file=sys.stderr)
@@ -582,11 +776,22 @@ def gl_failure(e: Exception) -> str | None:
 
 def main():
     """The command line: evaluate a checkpoint or train, each input checked before the first file is written."""
-    args = tyro.cli(Args)
+    args, state = tyro.cli(Args), None
+    if args.resume is not None:
+        try:
+            args, state = load_state(args.resume, args)
+        except ValueError as e:
+            fail(str(e))
     if args.torch_threads is not None:
         torch.set_num_threads(max(args.torch_threads, 1))
     if args.capture_video and not os.environ.get("DISPLAY"):
         os.environ.setdefault("MUJOCO_GL", "egl")  # MuJoCo's offscreen GL backend when there is no display
+    if state:
+        problem = check_sizes(args)  # a new --total-timesteps
+        if problem:
+            fail(problem)
+        train(args, state)
+        return
 
     if args.eval_checkpoint is not None:
         device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
