@@ -71,6 +71,8 @@ Usage:
     python ppo_atari.py --env-id PongNoFrameskip-v4
     python ppo_atari.py --env-id ALE/Breakout-v5 --save-model --capture-video --track
     python ppo_atari.py --eval-checkpoint runs/RUN/ppo_atari.pt --capture-video   # act (and film) with a checkpoint
+    python ppo_atari.py --checkpoint-every 1000000            # the run's whole state, now and then
+    python ppo_atari.py --resume runs/RUN                     # continue a stopped run exactly
     python ppo_atari.py --help                                # every flag
     torchrun --standalone --nproc-per-node 2 ppo_atari.py     # one agent trained by 2 processes (see below)
 
@@ -82,7 +84,9 @@ gradients, so that all of them hold the same weights at all times and together t
 process would take on the union of their minibatches (except that each normalizes the advantages of its own
 minibatch). N processes with `--num-envs 8` thus learn like one process with 8N envs and the same number of
 minibatches, up to N times faster where there are cores or GPUs for them. `--total-timesteps` counts the
-steps of all ranks; rank 0 alone writes logs, videos and checkpoints.
+steps of all ranks; rank 0 alone writes logs, videos and checkpoints. With --checkpoint-every, every rank writes
+what is its own (rank 0 the model and optimizer with its envs, rank r > 0 its envs and generators in
+state-rank{r}.pt), and `torchrun --nproc-per-node N ppo_atari.py --resume runs/RUN` continues with the same N.
 """
 
 import os
@@ -91,7 +95,7 @@ import random
 import sys
 import time
 from collections import deque
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -133,6 +137,10 @@ class Args:
     """games of the deterministic policy when evaluating a checkpoint"""
     eval_checkpoint: str | None = None
     """path of a checkpoint to evaluate (and film, with --capture-video) instead of training"""
+    checkpoint_every: int = 0
+    """every this many env steps, write the run's whole state to runs/{run_name}/state.pt, replacing the last (0: off)"""
+    resume: str | None = None
+    """continue the run of this folder (or state.pt) from its last state, with its arguments (see --total-timesteps)"""
     async_envs: bool = False
     """if toggled, step the envs in subprocesses (gymnasium's AsyncVectorEnv): faster where the emulators get cores the
     network leaves idle (a GPU machine with cores to spare), a little slower where the update keeps every core busy"""
@@ -144,7 +152,8 @@ class Args:
     env_id: str = "BreakoutNoFrameskip-v4"
     """the id of the environment: an ALE game, `*NoFrameskip-v4` or `ALE/*-v5`"""
     total_timesteps: int = 10_000_000
-    """total env steps of the experiment, summed over envs (a step is 4 frames, the unit of charts/episodic_length)"""
+    """total env steps of the experiment, summed over envs (a step is 4 frames, the unit of charts/episodic_length);
+    with --resume, a larger value extends the run, and the learning rate's annealing stretches over the new total"""
     learning_rate: float = 2.5e-4
     """the learning rate of the optimizer"""
     num_envs: int = 8
@@ -296,9 +305,10 @@ def explained_variance(predictions: np.ndarray, targets: np.ndarray) -> float:
 
 
 # --------------------------------------------------------------------------------------------- the training loop
-def train(args: Args) -> tuple[Agent, Path]:
-    """Train on args and return the agent and the run folder (TensorBoard log, checkpoint); under torchrun every
-    process calls it, and rank 0 alone writes. main() checks a command line first; from a notebook or a sweep:
+def train(args: Args, state: dict | None = None) -> tuple[Agent, Path]:
+    """Train on args, or continue the run whose saved `state` is given (under torchrun, this process's part), and
+    return the agent and the run folder (TensorBoard log, checkpoint); under torchrun every process calls it, and
+    rank 0 alone logs. main() checks a command line first; from a notebook or a sweep:
         agent, run = train(Args(env_id="PongNoFrameskip-v4", seed=2))"""
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
     distributed, rank, local_rank, world_size = torchrun_place()
@@ -328,19 +338,28 @@ def train(args: Args) -> tuple[Agent, Path]:
     # ----------------------------------------------------------------------------------------------------------
 
     run_name = f"{args.env_id.replace('/', '-').replace(':', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"
-    if rank == 0:  # under torchrun, rank 0 alone logs, films and saves
+    run_name = state["run_name"] if state else run_name
+    if distributed:  # torchrun: the run folder is rank 0's, where every process writes its state
+        names = [run_name]
+        dist.broadcast_object_list(names, src=0)
+        run_name = names[0]
+    if rank == 0:  # under torchrun, rank 0 alone logs, films and saves the model
         if args.track:
             import wandb
 
-            try:
+            try:  # a resumed run continues its own W&B run
                 wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, sync_tensorboard=True,
-                           config=vars(args), name=run_name, save_code=True, settings=wandb.Settings(init_timeout=60))
+                           config=vars(args), name=run_name, save_code=True, settings=wandb.Settings(init_timeout=60),
+                           id=state["wandb_id"] if state else None, resume="allow" if state else None)
             except Exception as e:  # no network or no login: say so instead of a traceback
                 fail(f"Weights & Biases did not start ({str(e).splitlines()[0]}); WANDB_MODE=offline logs locally")
         from torch.utils.tensorboard import SummaryWriter
 
-        writer = SummaryWriter(f"runs/{run_name}")
-        writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in vars(args).items()))
+        # purge_step: TensorBoard drops what a stopped run logged after its last state, so that no step is logged twice
+        writer = SummaryWriter(f"runs/{run_name}", purge_step=state["global_step"] + 1 if state else None)
+        if not state:
+            writer.add_text("hyperparameters",
+                            "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in vars(args).items()))
 
     # Seeding: same seed, same numbers on the CPU.
     random.seed(seed)
@@ -393,8 +412,24 @@ def train(args: Args) -> tuple[Agent, Path]:
     print_every = max(1, num_iterations // 50)
     next_obs, infos = envs.reset(seed=seed)
     lives = infos["lives"]
+    first_iteration = 1
+    if state:  # everything the next iteration reads, as the stopped run left it (this process's envs and generators)
+        first_iteration, global_step, next_obs = state["iteration"] + 1, state["global_step"], state["next_obs"].numpy()
+        start_time -= state["elapsed"]
+        lives = state["lives"].numpy()
+        episode_returns, episode_lengths = state["episode_returns"].numpy(), state["episode_lengths"].numpy()
+        recent_returns.extend(state["recent_returns"])
+        agent.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        set_rng_state(state["rng"], device)
+        if state["envs"] is not None:
+            for env, saved in zip(envs.envs, state["envs"]):
+                set_env_state(env, saved)
+        else:  # envs in subprocesses: they restart, seeded from the saved generators; the games under way are dropped
+            next_obs, infos = envs.reset(seed=int(np.random.randint(2**31)))
+            lives, episode_returns[:], episode_lengths[:] = infos["lives"], 0.0, 0
 
-    for iteration in range(1, num_iterations + 1):
+    for iteration in range(first_iteration, num_iterations + 1):
         if args.anneal_lr:
             optimizer.param_groups[0]["lr"] = (1.0 - (iteration - 1.0) / num_iterations) * args.learning_rate
 
@@ -476,36 +511,50 @@ def train(args: Args) -> tuple[Agent, Path]:
                 break
 
         report = iteration % print_every == 0 or iteration == num_iterations
-        if distributed and report:  # torchrun: rank 0 collects the games every process finished
+        steps_before = global_step - batch_size * world_size  # the step this iteration started from
+        checkpoint = args.checkpoint_every and (global_step // args.checkpoint_every > steps_before // args.checkpoint_every
+                                                or iteration == num_iterations)
+        if distributed and (report or checkpoint):  # torchrun: rank 0 collects the games every process finished
             gathered = [None] * world_size if rank == 0 else None
             dist.gather_object(finished, gathered, dst=0)
             finished = (sorted((game for games in gathered for game in games), key=lambda game: game[0])
                         if rank == 0 else [])
-        if rank != 0:
-            continue
-        # The losses are rank 0's own (under torchrun; approx_kl, with --target-kl, is the mean over processes);
-        # the steps, the SPS and the games are all processes'.
-        sps = int(global_step / (time.time() - start_time))
-        writer.add_scalar("charts/learning_rate", optimizer.param_groups[0]["lr"], global_step)
-        writer.add_scalar("losses/value_loss", v_loss.item(), global_step)
-        writer.add_scalar("losses/policy_loss", pg_loss.item(), global_step)
-        writer.add_scalar("losses/entropy", entropy_loss.item(), global_step)
-        writer.add_scalar("losses/old_approx_kl", old_approx_kl.item(), global_step)
-        writer.add_scalar("losses/approx_kl", approx_kl.item(), global_step)
-        writer.add_scalar("losses/clipfrac", torch.stack(clipfracs).mean().item(), global_step)
-        writer.add_scalar("losses/explained_variance", explained_variance(values, returns), global_step)
-        writer.add_scalar("charts/SPS", sps, global_step)
-        if report:
-            for end_step, episodic_return, episodic_length in finished:
-                writer.add_scalar("charts/episodic_return", episodic_return, end_step)
-                writer.add_scalar("charts/episodic_length", episodic_length, end_step)
-                recent_returns.append(episodic_return)
-            finished.clear()
-            mean_return = f"{np.mean(recent_returns):.1f}" if recent_returns else "n/a"
-            elapsed = time.time() - start_time
-            remaining = elapsed * (num_iterations - iteration) / iteration
-            print(f"step {global_step}/{args.total_timesteps} | SPS {sps} | return {mean_return} (last 10 episodes)"
-                  f" | {elapsed:.0f}s elapsed, ~{remaining:.0f}s left", flush=True)
+        if rank == 0:
+            # The losses are rank 0's own (under torchrun; approx_kl, with --target-kl, is the mean over processes);
+            # the steps, the SPS and the games are all processes'.
+            sps = int(global_step / (time.time() - start_time))
+            writer.add_scalar("charts/learning_rate", optimizer.param_groups[0]["lr"], global_step)
+            writer.add_scalar("losses/value_loss", v_loss.item(), global_step)
+            writer.add_scalar("losses/policy_loss", pg_loss.item(), global_step)
+            writer.add_scalar("losses/entropy", entropy_loss.item(), global_step)
+            writer.add_scalar("losses/old_approx_kl", old_approx_kl.item(), global_step)
+            writer.add_scalar("losses/approx_kl", approx_kl.item(), global_step)
+            writer.add_scalar("losses/clipfrac", torch.stack(clipfracs).mean().item(), global_step)
+            writer.add_scalar("losses/explained_variance", explained_variance(values, returns), global_step)
+            writer.add_scalar("charts/SPS", sps, global_step)
+            if report or checkpoint:  # the games, at each progress line and before each state (it holds none unwritten)
+                for end_step, episodic_return, episodic_length in finished:
+                    writer.add_scalar("charts/episodic_return", episodic_return, end_step)
+                    writer.add_scalar("charts/episodic_length", episodic_length, end_step)
+                    recent_returns.append(episodic_return)
+                finished.clear()
+            if report:
+                mean_return = f"{np.mean(recent_returns):.1f}" if recent_returns else "n/a"
+                elapsed = time.time() - start_time
+                remaining = elapsed * (num_iterations - iteration) / iteration
+                print(f"step {global_step}/{args.total_timesteps} | SPS {sps} | return {mean_return} (last 10 episodes)"
+                      f" | {elapsed:.0f}s elapsed, ~{remaining:.0f}s left", flush=True)
+        if checkpoint:  # every process writes its own part; rank 0's holds the model, the optimizer and the counters
+            if rank == 0:
+                writer.flush()  # the log reaches this state's step before the state exists
+            save_state(Path("runs") / run_name, rank, distributed, {
+                "script": "ppo_atari.py", "rank": rank, "world_size": world_size, "iteration": iteration,
+                "global_step": global_step, "next_obs": torch.from_numpy(next_obs), "lives": torch.from_numpy(lives),
+                "episode_returns": torch.from_numpy(episode_returns), "episode_lengths": torch.from_numpy(episode_lengths),
+                "envs": None if args.async_envs else [env_state(env) for env in envs.envs], "rng": rng_state(device),
+                **({"args": asdict(args), "run_name": run_name, "wandb_id": wandb.run.id if args.track else None,
+                    "elapsed": time.time() - start_time, "recent_returns": list(recent_returns),
+                    "model": agent.state_dict(), "optimizer": optimizer.state_dict()} if rank == 0 else {})})
 
     envs.close()
     if distributed:  # torchrun: no exchange after training (rank 0 saves and evaluates alone)
@@ -548,6 +597,8 @@ def check_sizes(args: Args, world_size: int = 1) -> str | None:
             return f"--{name.replace('_', '-')} must be positive, got {value}"
     if args.learning_rate <= 0:
         return f"--learning-rate must be positive, got {args.learning_rate}"
+    if args.checkpoint_every < 0:
+        return f"--checkpoint-every must not be negative, got {args.checkpoint_every}"
     for name in ("gamma", "gae_lambda"):
         if not 0 <= getattr(args, name) <= 1:
             return f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(args, name)}"
@@ -667,6 +718,134 @@ def evaluate(agent: Agent, saved: dict, eval_episodes: int, run_name: str, captu
     return returns
 
 
+def save_state(folder: Path, rank: int, distributed: bool, state: dict):
+    """Write this process's part of a run's state atomically: into a temporary file, then renamed over the last one,
+    so that a run killed while writing leaves the previous state whole. Under torchrun rank r > 0 writes
+    state-rank{r}.pt (keeping the one before as state-rank{r}.prev.pt) and rank 0 renames state.pt last: whenever the
+    run is killed, state.pt has the parts of its own iteration beside it. The parts hold tensors, numbers, strings,
+    tuples and bytes only, so torch.load(weights_only=True) reads them back and loading them cannot run code."""
+    path = folder / ("state.pt" if rank == 0 else f"state-rank{rank}.pt")
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(state, path.with_suffix(".tmp"))
+    if distributed:
+        dist.barrier()  # every part written
+        if rank > 0:
+            if path.exists():
+                os.replace(path, path.with_suffix(".prev.pt"))
+            os.replace(path.with_suffix(".tmp"), path)
+        dist.barrier()  # every part but rank 0's in place
+    if rank == 0:
+        os.replace(path.with_suffix(".tmp"), path)
+
+
+def env_state(env: gym.Env) -> dict:
+    """What a game's next steps depend on, wrapper by wrapper: the frame stack, FireReset's lives,
+    AtariPreprocessing's last two frames (a game that ends within a frame skip maxes over them) and lives, the env's
+    generator (the no-op starts), and the emulator's whole state with its own generator (ALE's cloneState with
+    include_rng: memory, registers, frame counters, the sticky actions' draws), as bytes. Videos restart. Not saved,
+    because ALE keeps it outside its state: the action that sticky actions (ALE/*-v5) repeat, which restarts as NOOP,
+    so a resumed v5 game may differ from its first frame on (a *NoFrameskip-v4 game, with no sticky actions, cannot)."""
+    state, layer = {}, env
+    while isinstance(layer, gym.Wrapper):
+        if isinstance(layer, gym.wrappers.FrameStackObservation):
+            state["frames"] = torch.from_numpy(np.stack(layer.obs_queue))
+        elif isinstance(layer, FireReset):
+            state["fire_lives"] = layer.lives
+        elif isinstance(layer, gym.wrappers.AtariPreprocessing):
+            state["max_frames"], state["lives"] = torch.from_numpy(np.stack(layer.obs_buffer)), layer.lives
+            state["game_over"] = layer.game_over
+        layer = layer.env
+    state["np_random"] = env.unwrapped.np_random.bit_generator.state
+    state["ale"] = env.unwrapped.ale.cloneState(include_rng=True).serialize()
+    return state
+
+
+def set_env_state(env: gym.Env, state: dict):
+    """Put a game back where env_state found it."""
+    layer = env
+    while isinstance(layer, gym.Wrapper):
+        if isinstance(layer, gym.wrappers.FrameStackObservation):
+            layer.obs_queue.extend(frame.numpy() for frame in state["frames"])  # the deque keeps the last 4
+        elif isinstance(layer, FireReset):
+            layer.lives = state["fire_lives"]
+        elif isinstance(layer, gym.wrappers.AtariPreprocessing):
+            layer.obs_buffer = [frame.numpy() for frame in state["max_frames"]]
+            layer.lives, layer.game_over = state["lives"], state["game_over"]
+        layer = layer.env
+    env.unwrapped.np_random.bit_generator.state = state["np_random"]
+    env.unwrapped.ale.restoreState(ale_py.ALEState(state["ale"]))
+
+
+def rng_state(device: torch.device) -> dict:
+    """Every random generator the loop draws from: Python's, NumPy's global one, torch's on the CPU and on this
+    process's GPU (under torchrun each process has its own)."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {"python": random.getstate(), "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss),
+            "torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
+
+
+def set_rng_state(state: dict, device: torch.device):
+    random.setstate(state["python"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+# The flags a resumed run may take anew: they change what is written or watched, not the run's numbers (and a larger
+# --total-timesteps extends it).
+RESUME_MAY_CHANGE = ("total_timesteps", "checkpoint_every", "save_model", "eval_episodes", "capture_video", "track",
+                     "wandb_project_name", "wandb_entity", "dist_timeout")
+
+
+def load_state(path: str, given: Args, rank: int, world_size: int) -> tuple[Args, dict]:
+    """The arguments and state of the run to resume from its folder or state file (under torchrun, this process's
+    part merged in), or ValueError with the one line for a missing, truncated or foreign state, for another number
+    of processes, or for a flag that would change the run (--total-timesteps may extend it). Every process reads
+    every part, so that all of them find the same mistake."""
+    path = Path(path) / "state.pt" if Path(path).is_dir() else Path(path)
+    state = read_part(path, 0)
+    if state["world_size"] != world_size:
+        n = state["world_size"]
+        launch = f"torchrun --nproc-per-node {n} ppo_atari.py" if n > 1 else "python ppo_atari.py"
+        raise ValueError(f"the run ran in {n} process{'es' if n > 1 else ''}, not {world_size}: resume it with the "
+                         f"same number, {launch} --resume ...")
+    parts = [state]
+    for r in range(1, world_size):  # the part of state.pt's iteration: the last, or the one before
+        candidates = [path.with_name(f"state-rank{r}{suffix}") for suffix in (".pt", ".prev.pt")]
+        found = [part for part in (read_part(c, r) for c in candidates if c.is_file())
+                 if part["iteration"] == state["iteration"]]
+        if not found:
+            raise ValueError(f"no state of process {r} at iteration {state['iteration']} in {path.parent}")
+        parts.append(found[0])
+    saved, default = Args(**state["args"]), Args()
+    changed = {name: value for name, value in asdict(given).items()
+               if name != "resume" and value != getattr(default, name)}
+    for name, value in changed.items():
+        if name not in RESUME_MAY_CHANGE and value != getattr(saved, name):
+            raise ValueError(f"--{name.replace('_', '-')} {value} would change the run it resumes "
+                             f"(it ran with {getattr(saved, name)}); only --total-timesteps may extend it")
+    resumed = replace(saved, **{name: changed[name] for name in RESUME_MAY_CHANGE if name in changed}, resume=None)
+    if resumed.total_timesteps // (resumed.num_envs * resumed.num_steps * world_size) <= state["iteration"]:
+        raise ValueError(f"the run already reached step {state['global_step']}: a larger --total-timesteps extends it")
+    return resumed, {**state, **parts[rank]}
+
+
+def read_part(path: Path, rank: int) -> dict:
+    """One process's part of a run state, or ValueError with the one line."""
+    if not path.is_file():
+        raise ValueError(f"no run state at {path}")
+    try:
+        part = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated, or not torch's format
+        raise ValueError(f"cannot load run state {path}: {str(e).splitlines()[0]}") from None
+    if not isinstance(part, dict) or part.get("script") != "ppo_atari.py" or part.get("rank") != rank:
+        raise ValueError(f"{path} is not a ppo_atari.py run state: another script's, or not written by "
+                         f"--checkpoint-every")
+    return part
+
+
 def torchrun_place() -> tuple[bool, int, int, int]:
     """torchrun: (distributed, rank, local rank, world size) from torchrun's variables; a plain run is rank 0 of 1."""
     names = ("RANK", "LOCAL_RANK", "WORLD_SIZE")
@@ -699,10 +878,21 @@ def fail(message: str):
 
 def main():
     """The command line: evaluate a checkpoint or train, each input checked before the first file is written."""
-    args = tyro.cli(Args)
+    args, state = tyro.cli(Args), None
+    _, rank, _, world_size = torchrun_place()  # torchrun: which of how many processes this is
+    if args.resume is not None:
+        try:
+            args, state = load_state(args.resume, args, rank, world_size)
+        except ValueError as e:
+            fail(str(e))
     if args.torch_threads is not None:
         torch.set_num_threads(max(args.torch_threads, 1))
-    world_size = torchrun_place()[3]  # torchrun: how many processes run this
+    if state:
+        problem = check_sizes(args, world_size)  # a new --total-timesteps
+        if problem:
+            fail(problem)
+        train(args, state)
+        return
 
     if args.eval_checkpoint is not None:
         device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")

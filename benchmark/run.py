@@ -60,7 +60,7 @@ bootstrap's interval of the probability of improvement collapses to a point; wit
 CHECKPOINT_EVERY = 100_000
 """env steps between a run's checkpoints, on both sides (SB3's only in runs that long; the scripts' also at their
 end): a run cut short resumes from its last checkpoint the next time the runner starts it"""
-RESUMABLE = ("ppo.py", "a2c.py", "dqn.py", "ddpg_continuous.py")
+RESUMABLE = ("ppo.py", "a2c.py", "dqn.py", "ddpg_continuous.py", "ppo_atari.py")
 """the scripts with --checkpoint-every and --resume; the others' runs start over"""
 
 

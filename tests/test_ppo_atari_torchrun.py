@@ -14,18 +14,23 @@ import torch
 
 import ppo_atari
 from tests.atari_envs import games_in
-from tests.helpers import REPO, logged_numbers, one_error_line, read_scalars, run_dir, run_ok, script_env
+from tests.helpers import REPO, logged_numbers, one_error_line, read_scalars, run_dir, run_ok, run_script, script_env
+from tests.test_resume import killed_after_a_checkpoint, numbers
 
 TINY = ("--num-steps", "64", "--update-epochs", "2", "--num-minibatches", "2")
 # The processes train on the CPU even where there is a GPU (on one GPU, two processes would get a one-line error).
 CPU_ONLY = {"CUDA_VISIBLE_DEVICES": ""}
 
 
+def launcher(nproc: int = 2) -> tuple:
+    """The command line of `torchrun --standalone --nproc-per-node NPROC`."""
+    return sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc)
+
+
 def torchrun(script: str, *flags: str, cwd: Path, nproc: int = 2, **env: str) -> subprocess.CompletedProcess:
     """`torchrun --standalone --nproc-per-node NPROC SCRIPT FLAGS...` in cwd, as a user runs it; fails the test
     with the output if it did not exit 0."""
-    launcher = (sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc))
-    return run_ok(script, *flags, cwd=cwd, timeout=300, launcher=launcher, env=dict(CPU_ONLY, **env))
+    return run_ok(script, *flags, cwd=cwd, timeout=300, launcher=launcher(nproc), env=dict(CPU_ONLY, **env))
 
 
 @pytest.mark.slow
@@ -121,6 +126,23 @@ def test_the_processes_seed_their_envs_apart_agree_on_the_kl_and_rank_0_alone_fi
     assert rank0["env_seeds"] == [5, 6] and rank1["env_seeds"] == [7, 8]  # seed + rank * num_envs + env index
     assert rank0["approx_kl"] == rank1["approx_kl"]  # each epoch's --target-kl test sees the processes' mean
     assert rank0["films"] and not rank1["films"]
+
+
+@pytest.mark.slow
+def test_two_processes_killed_and_resumed_log_the_numbers_of_the_run_left_alone_and_only_two_resume(tmp_path):
+    # 2 processes x 1 env x 64 steps = 128 steps an iteration; a state every 2 iterations: each process's own part
+    flags = ("--num-envs", "1", *TINY, "--total-timesteps", "1024", "--seed", "2", "--checkpoint-every", "256")
+    (tmp_path / "alone").mkdir()
+    torchrun("ppo_atari.py", *flags[:-2], cwd=tmp_path / "alone")
+    run = killed_after_a_checkpoint("ppo_atari.py", flags, tmp_path / "killed", launcher=launcher(), env=CPU_ONLY)
+    stopped_at = torch.load(run / "state.pt", weights_only=True)["global_step"]
+    assert torch.load(run / "state-rank1.pt", weights_only=True)["global_step"] == stopped_at < 1024
+    result = run_script("ppo_atari.py", "--resume", str(run), cwd=tmp_path / "killed", env=CPU_ONLY)
+    assert ("the run ran in 2 processes, not 1: resume it with the same number, torchrun --nproc-per-node 2 "
+            "ppo_atari.py --resume ...") in one_error_line(result, "ppo_atari.py")
+    torchrun("ppo_atari.py", "--resume", str(run), cwd=tmp_path / "killed")
+    assert numbers(run) == numbers(run_dir(tmp_path / "alone"))
+    assert torch.load(run / "state-rank1.pt", weights_only=True)["global_step"] == 1024
 
 
 def test_average_gradients_leaves_every_parameter_the_mean_of_the_processes(monkeypatch):

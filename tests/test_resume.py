@@ -30,16 +30,23 @@ RUNS = [
                                            "--buffer-size", "800", "--batch-size", "64", "--ou-noise",
                                            "--policy-frequency", "3", "--torch-threads", "1",
                                            "--checkpoint-every", "1000")),
+    # games under way at each state (frame stacks, lives, no-op starts to come)
+    ("ppo_atari.py", "BreakoutNoFrameskip-v4", ("--total-timesteps", "1024", "--num-envs", "2", "--num-steps", "32",
+                                         "--num-minibatches", "2", "--update-epochs", "1", "--torch-threads", "1",
+                                         "--checkpoint-every", "256")),
 ]
 ON_POLICY = ("ppo.py", "a2c.py")
-SCRIPTS = (*ON_POLICY, "dqn.py", "ddpg_continuous.py")
+SCRIPTS = (*ON_POLICY, "dqn.py", "ddpg_continuous.py", "ppo_atari.py")
 
 
 def short(script: str, total: int | None = None, env_id: str | None = None) -> tuple:
-    """Flags of a run of a second or two on CartPole-v1 (Pendulum-v1 for ddpg_continuous.py); the replay-buffer
-    scripts learn after 400 steps of warm-up."""
+    """Flags of a run of a second or two on CartPole-v1 (Pendulum-v1 for ddpg_continuous.py, Breakout for
+    ppo_atari.py); the replay-buffer scripts learn after 400 steps of warm-up."""
     if script in ON_POLICY:
         return ("--env-id", env_id or "CartPole-v1", "--total-timesteps", str(total or 1280))
+    if script == "ppo_atari.py":  # Breakout, 64 steps an iteration
+        return ("--env-id", env_id or "BreakoutNoFrameskip-v4", "--total-timesteps", str(total or 256), "--num-envs",
+                "2", "--num-steps", "32", "--num-minibatches", "2", "--update-epochs", "1", "--torch-threads", "1")
     env_id = env_id or ("CartPole-v1" if script == "dqn.py" else "Pendulum-v1")
     flags = ("--env-id", env_id, "--total-timesteps", str(total or 600), "--learning-starts", "400", "--batch-size", "32")
     return flags if script == "dqn.py" else (*flags, "--torch-threads", "1")
@@ -52,11 +59,31 @@ def numbers(run: Path) -> dict:
     return scalars
 
 
-def killed_after_a_checkpoint(script: str, flags: tuple, cwd: Path, while_writing: bool = False) -> Path:
-    """Start `python SCRIPT FLAGS`, SIGKILL it as soon as its first state file exists (or, `while_writing`, in the
-    middle of writing its second), and return its run folder."""
+def descendants(pid: int) -> list[int]:
+    """The processes that `pid` started, and theirs (torchrun starts its workers in sessions of their own), from /proc."""
+    children = {}
+    for stat in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            with open(stat) as f:
+                fields = f.read().rsplit(")", 1)[1].split()  # after "pid (name)": state, parent pid, ...
+        except OSError:  # it ended meanwhile
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.split("/")[2]))
+    found, todo = [], [pid]
+    while todo:
+        started = children.get(todo.pop(), [])
+        found += started
+        todo += started
+    return found
+
+
+def killed_after_a_checkpoint(script: str, flags: tuple, cwd: Path, while_writing: bool = False,
+                              launcher: tuple = (sys.executable,), env: dict | None = None) -> Path:
+    """Start `python SCRIPT FLAGS` (or LAUNCHER SCRIPT FLAGS, e.g. torchrun, with `env` added), SIGKILL it and every
+    process it started as soon as its first state file exists (or, `while_writing`, in the middle of writing its
+    second), and return its run folder."""
     cwd.mkdir(parents=True)
-    process = subprocess.Popen([sys.executable, str(REPO / script), *flags], cwd=cwd, env=script_env(),
+    process = subprocess.Popen([*launcher, str(REPO / script), *flags], cwd=cwd, env=script_env(**(env or {})),
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while not glob.glob(str(cwd / "runs" / "*" / "state.pt")) and process.poll() is None and time.time() < deadline:
@@ -73,7 +100,8 @@ def killed_after_a_checkpoint(script: str, flags: tuple, cwd: Path, while_writin
                 written += os.read(pipe, 1024 - len(written))
             except BlockingIOError:  # the writer has not reached the file yet
                 time.sleep(0.001)
-    process.send_signal(signal.SIGKILL)
+    for pid in [process.pid, *descendants(process.pid)]:  # the script and, under a launcher, its workers
+        os.kill(pid, signal.SIGKILL)
     assert process.wait() == -signal.SIGKILL, "the run ended before it could be killed"
     if while_writing:
         os.close(pipe)
@@ -151,6 +179,24 @@ def test_envs_whose_state_cannot_be_saved_restart_and_the_episodes_under_way_are
                                      for step, length in points if step > stopped_at)
     assert begun_after(resumed["charts/episodic_length"]) and not begun_after(alone["charts/episodic_length"])
     assert any(step > stopped_at for step, _ in resumed["charts/episodic_length"])
+
+
+@pytest.mark.slow
+def test_atari_envs_in_subprocesses_restart_on_resume_and_the_rest_continues(tmp_path):
+    flags = (*short("ppo_atari.py", 1024), "--async-envs", "--seed", "1", "--checkpoint-every", "256")
+    (tmp_path / "alone").mkdir()
+    run_ok("ppo_atari.py", *flags[:-2], cwd=tmp_path / "alone")
+    alone = numbers(run_dir(tmp_path / "alone"))
+    run = killed_after_a_checkpoint("ppo_atari.py", flags, tmp_path / "killed")
+    stopped_at = torch.load(run / "state.pt", weights_only=True)["global_step"]
+    assert torch.load(run / "state.pt", weights_only=True)["envs"] is None  # the games in subprocesses are not saved
+    run_ok("ppo_atari.py", "--resume", str(run), cwd=tmp_path / "killed")
+    resumed = numbers(run)
+    for tag, points in alone.items():  # up to the state, the run that was stopped; then it finishes
+        assert [p for p in resumed[tag] if p[0] <= stopped_at] == [p for p in points if p[0] <= stopped_at], tag
+        assert tag.startswith("charts/episodic") or resumed[tag][-1][0] == 1024, tag
+    # on fresh games from the state on: what the policy saw, and so what it learnt, is not the run left alone's
+    assert resumed["losses/value_loss"] != alone["losses/value_loss"]
 
 
 @pytest.mark.slow
