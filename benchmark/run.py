@@ -281,8 +281,39 @@ def interval_estimates(ours: np.ndarray, reference: np.ndarray, reps: int = 2000
     return {"iqm_ours": points["ours"][0], "iqm_ours_ci": tuple(intervals["ours"][:, 0]),
             "iqm_reference": points["reference"][0], "iqm_reference_ci": tuple(intervals["reference"][:, 0]),
             "p_improvement": float(p["pair"]), "p_improvement_ci": (low, high),
-            "verdict": ("too few seeds" if min(len(ours), len(reference)) < MIN_SEEDS
-                        else "ahead" if low > 0.5 else "behind" if high < 0.5 else "level")}
+            "verdict": verdict((low, high), min(len(ours), len(reference)))}
+
+
+def verdict(p_interval: tuple, seeds: int) -> str:
+    """"ahead" or "behind" when the interval of P(ours > reference) excludes 0.5, else "level"; "too few seeds"
+    below MIN_SEEDS a side."""
+    low, high = p_interval
+    return "too few seeds" if seeds < MIN_SEEDS else "ahead" if low > 0.5 else "behind" if high < 0.5 else "level"
+
+
+def aggregates(comparisons: list, reps: int = 2000, seed: int = 0) -> list:
+    """Per (runner, reference, metric), over the envs compared on MIN_SEEDS seeds or more: the probability that a run
+    of the runner scores above one of the reference on an env drawn at random among them (rliable's
+    probability_of_improvement over tasks, on the first n seeds of each env, n the fewest among them), its 95%
+    stratified-bootstrap interval (seeds resampled within each env) and its verdict."""
+    from rliable import library as rly
+    from rliable import metrics
+
+    groups, rows = {}, []
+    for row in comparisons:
+        if row["seeds"] >= MIN_SEEDS:
+            groups.setdefault((row["runner"], row["reference"], row["metric"]), []).append(row)
+    for (runner, reference, metric), envs in groups.items():
+        n = min(env["seeds"] for env in envs)
+        ours, theirs = (np.stack([env[side][:n] for env in envs], axis=1) for side in ("scores", "scores_reference"))
+        np.random.seed(seed)  # rliable draws its bootstrap from NumPy's global generator
+        p, interval = rly.get_interval_estimates({"pair": (ours, theirs)}, metrics.probability_of_improvement,
+                                                 reps=reps)
+        low, high = interval["pair"][:, 0]
+        rows.append({"runner": runner, "reference": reference, "metric": metric,
+                     "envs": " ".join(env["env_id"] for env in envs), "seeds": n, "p_improvement": float(p["pair"]),
+                     "p_improvement_ci": (low, high), "verdict": verdict((low, high), n)})
+    return rows
 
 
 def final_scores(out: Path, jobs: list) -> dict:
@@ -317,7 +348,7 @@ def compare(out: Path, jobs: list) -> list:
                         continue
                     rows.append({"env_id": env_id, "runner": runner, "reference": reference, "metric": metric,
                                  "seeds": len(seeds), "mean": a.mean(), "mean_reference": b.mean(),
-                                 **interval_estimates(a, b)})
+                                 "scores": a, "scores_reference": b, **interval_estimates(a, b)})
     return rows
 
 
@@ -374,9 +405,37 @@ def report(out: Path, jobs: list):
                   f"{r['mean']:.1f} ({r['mean_reference']:.1f}) | {r['iqm_ours']:.1f} {ci(r['iqm_ours_ci'])} | "
                   f"{r['iqm_reference']:.1f} {ci(r['iqm_reference_ci'])} | {r['p_improvement']:.2f} "
                   f"{ci(r['p_improvement_ci'])} | {r['verdict']} |" for r in comparisons]
+        overall = aggregates(comparisons)
+        if overall:
+            lines += ["", f"Per algorithm, over its envs with {MIN_SEEDS} seeds or more a side (the first n seeds of each):",
+                      "", "| runner | reference | metric | envs | seeds | P(runner > reference) [95% CI] | verdict |",
+                      "|---|---|---|---|---|---|---|"]
+            lines += [f"| {r['runner']} | {r['reference']} | {r['metric']} | {r['envs']} | {r['seeds']} | "
+                      f"{r['p_improvement']:.2f} {ci(r['p_improvement_ci'])} | {r['verdict']} |" for r in overall]
+            plot_aggregates(out, overall)
         (out / "comparison.md").write_text("\n".join(lines) + "\n")
         print("\n".join(lines))
     plot(out, jobs)
+
+
+def plot_aggregates(out: Path, overall: list):
+    """rliable's picture of the per-algorithm probabilities of improvement with their intervals:
+    probability_of_improvement.png."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from rliable import plot_utils
+
+    short = {"last 100 training episodes": "training", "deterministic evaluation": "evaluation"}
+    pairs = {f"{r['runner']} ({short[r['metric']]}),{r['reference']}": r for r in overall}
+    ax = plot_utils.plot_probability_of_improvement(
+        {pair: np.array([r["p_improvement"]]) for pair, r in pairs.items()},
+        {pair: np.array(r["p_improvement_ci"])[:, None] for pair, r in pairs.items()},
+        figsize=(6, 0.5 + 0.45 * len(pairs)), left_ylabel="ours", right_ylabel="reference", ticklabelsize="small",
+        labelsize="medium")
+    ax.figure.savefig(out / "probability_of_improvement.png", dpi=100, bbox_inches="tight")
+    plt.close(ax.figure)
 
 
 def main(profile: Literal[tuple(PROFILES)] = "quick", jobs: int = os.cpu_count() or 1, report_only: bool = False,

@@ -75,6 +75,35 @@ def test_each_variant_is_compared_with_the_first_on_both_metrics(tmp_path):
     assert evaluation["verdict"] == "level"
 
 
+def test_the_per_algorithm_probability_averages_its_envs_with_enough_seeds(tmp_path):
+    pytest.importorskip("rliable")
+    # ours above SB3 on every seed of CartPole (P = 1), below on every seed of Acrobot (P = 0): the average over
+    # the two envs is 0.5 in every stratified resample, so its interval is [0.5, 0.5]. MountainCar has 3 seeds a
+    # side only, below MIN_SEEDS: it stays out of the aggregate (and Acrobot's 5th seed, beyond CartPole's 4, too).
+    seeds = {"CartPole-v1": (1, 2, 3, 4), "Acrobot-v1": (1, 2, 3, 4, 5), "MountainCar-v0": (1, 2, 3)}
+    jobs = run.jobs_of([run.Entry("dqn.py", env_id, 100, s, sb3=True) for env_id, s in seeds.items()])
+    for job in jobs:
+        ours_ahead = (job.runner == "dqn.py") == (job.entry.env_id != "Acrobot-v1")
+        finish(tmp_path, job, [float(job.seed) + (100 if ours_ahead else 0)] * 100)
+    (overall,) = run.aggregates(run.compare(tmp_path, jobs))
+    assert (overall["runner"], overall["reference"], overall["metric"]) == ("dqn.py", "sb3-dqn.py",
+                                                                           "last 100 training episodes")
+    assert overall["envs"] == "CartPole-v1 Acrobot-v1" and overall["seeds"] == 4
+    assert overall["p_improvement"] == pytest.approx(0.5) and overall["p_improvement_ci"] == pytest.approx((0.5, 0.5))
+    assert overall["verdict"] == "level"
+    # ahead on both envs: P = 1, ahead
+    for job in jobs:
+        if job.entry.env_id == "Acrobot-v1":
+            run.write_csv(tmp_path / "runs" / job.name / "episodes.csv", [
+                {"global_step": i, "wall_time": i / 10, "sps": 100.0,
+                 "episodic_return": float(job.seed) + (100 if job.runner == "dqn.py" else 0)} for i in range(100)])
+    (overall,) = run.aggregates(run.compare(tmp_path, jobs))
+    assert overall["p_improvement"] == 1.0 and overall["verdict"] == "ahead"
+    pytest.importorskip("matplotlib")
+    run.plot_aggregates(tmp_path, [overall])
+    assert (tmp_path / "probability_of_improvement.png").stat().st_size > 0
+
+
 def test_curves_are_drawn_only_for_envs_with_a_finished_run(tmp_path):
     pytest.importorskip("matplotlib")  # benchmark/requirements.txt
     jobs = run.jobs_of([run.Entry("ppo.py", "CartPole-v1", 200, seeds=(1, 2), sb3=True),
