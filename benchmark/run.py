@@ -7,7 +7,7 @@ way, where an entry asks for it), then turn their logs into tidy CSVs, a results
     python benchmark/run.py --profile full --report-only   # tables and plots from the runs finished so far
     python benchmark/run.py --profile action-mapping # a2c.py, ppo.py: normalized against clipped actions, 10 seeds
     python benchmark/run.py --profile full --scripts dqn.py --envs Acrobot-v1   # run only these rows
-    # one long run on both cores of a 2-core machine: SB3's DDPG on Hopper, about 3.5 h on two threads here
+    # one long run on both cores of a 2-core machine: SB3's DDPG on Hopper, hours on two threads
     # (stopped and started again, it resumes from its last checkpoint)
     python benchmark/run.py --profile full --scripts ddpg_continuous.py --envs Hopper-v4 --seeds 1 --side sb3 \
         --jobs 1 --threads 2
@@ -27,7 +27,10 @@ Everything lands in benchmark/results/{profile}/:
                                               SPS and wall time
   comparison.md                                each runner against its SB3 twin (or a script's first
                                               variant), on both metrics: IQM and probability of improvement
-                                              with 95% stratified-bootstrap intervals, and a verdict
+                                              with 95% stratified-bootstrap intervals, and a verdict; then
+                                              per algorithm, over its envs with MIN_SEEDS seeds or more a side,
+                                              the probability of improvement, its interval and verdict
+  probability_of_improvement.png               rliable's picture of those per-algorithm probabilities
   {env}.png                                    return against env steps, mean and std band across seeds
                                               (envs with a finished run)
 A new algorithm file joins with a new Entry in PROFILES (and, for SB3, an entry in sb3_equivalent.py).
@@ -57,6 +60,7 @@ MIN_SEEDS = 4
 """seeds a side below which a comparison gives no verdict: with 3 against 3, every run of one side above every run
 of the other is still p = 0.1 under an exact permutation test (1 in 10 of the 20 orderings, two-sided), while the
 bootstrap's interval of the probability of improvement collapses to a point; with 4 against 4 it is p = 0.03"""
+BOOTSTRAP_REPS = 2000  # rliable's resamples for each interval
 CHECKPOINT_EVERY = 100_000
 """env steps between a run's checkpoints, on both sides (SB3's only in runs that long; the scripts' also at their
 end): a run cut short resumes from its last checkpoint the next time the runner starts it"""
@@ -262,7 +266,7 @@ def summarize(out: Path, jobs: list) -> list:
     return rows
 
 
-def interval_estimates(ours: np.ndarray, reference: np.ndarray, reps: int = 2000, seed: int = 0) -> dict:
+def interval_estimates(ours: np.ndarray, reference: np.ndarray, reps: int | None = None, seed: int = 0) -> dict:
     """rliable's estimates for one env, from one score per seed on each side: the interquartile mean (IQM) of each
     side and the probability that a run of ours scores above one of the reference (ties count half), each with its
     95% stratified-bootstrap interval, and the verdict that follows: "ahead" or "behind" when the interval of that
@@ -270,6 +274,7 @@ def interval_estimates(ours: np.ndarray, reference: np.ndarray, reps: int = 2000
     from rliable import library as rly
     from rliable import metrics
 
+    reps = reps or BOOTSTRAP_REPS
     iqm = lambda scores: np.array([metrics.aggregate_iqm(scores)])  # noqa: E731
     np.random.seed(seed)  # rliable draws its bootstrap from NumPy's global generator
     points, intervals = rly.get_interval_estimates(
@@ -291,7 +296,7 @@ def verdict(p_interval: tuple, seeds: int) -> str:
     return "too few seeds" if seeds < MIN_SEEDS else "ahead" if low > 0.5 else "behind" if high < 0.5 else "level"
 
 
-def aggregates(comparisons: list, reps: int = 2000, seed: int = 0) -> list:
+def aggregates(comparisons: list, reps: int | None = None, seed: int = 0) -> list:
     """Per (runner, reference, metric), over the envs compared on MIN_SEEDS seeds or more: the probability that a run
     of the runner scores above one of the reference on an env drawn at random among them (rliable's
     probability_of_improvement over tasks, on the first n seeds of each env, n the fewest among them), its 95%
@@ -299,6 +304,7 @@ def aggregates(comparisons: list, reps: int = 2000, seed: int = 0) -> list:
     from rliable import library as rly
     from rliable import metrics
 
+    reps = reps or BOOTSTRAP_REPS
     groups, rows = {}, []
     for row in comparisons:
         if row["seeds"] >= MIN_SEEDS:
@@ -344,7 +350,7 @@ def compare(out: Path, jobs: list) -> list:
                     seeds = [s for s in sorted(set(ours) & set(theirs))
                              if not np.isnan(ours[s][index]) and not np.isnan(theirs[s][index])]
                     a, b = np.array([ours[s][index] for s in seeds]), np.array([theirs[s][index] for s in seeds])
-                    if len(seeds) < 2:
+                    if not seeds:  # one seed a side still makes a row: its verdict says it cannot separate them
                         continue
                     rows.append({"env_id": env_id, "runner": runner, "reference": reference, "metric": metric,
                                  "seeds": len(seeds), "mean": a.mean(), "mean_reference": b.mean(),
@@ -384,11 +390,13 @@ def plot(out: Path, jobs: list):
         plt.close(fig)
 
 
-def report(out: Path, jobs: list):
+def report(out: Path, jobs: list) -> tuple[list, list]:
+    """summary.csv, summary.md, comparison.md and the pictures from the finished runs; returns (summary rows,
+    comparison rows)."""
     rows = summarize(out, jobs)
     if not rows:
         print("no finished runs yet")
-        return
+        return [], []
     write_csv(out / "summary.csv", rows)
     lines = ["| runner | env | budget | seeds | mean +- std (last 100 episodes) | per seed | final SPS | wall time (s) |",
              "|---|---|---|---|---|---|---|---|"]
@@ -416,6 +424,7 @@ def report(out: Path, jobs: list):
         (out / "comparison.md").write_text("\n".join(lines) + "\n")
         print("\n".join(lines))
     plot(out, jobs)
+    return rows, comparisons
 
 
 def plot_aggregates(out: Path, overall: list):

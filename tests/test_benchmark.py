@@ -16,6 +16,12 @@ from benchmark import run, update_speed
 from tests.helpers import read_scalars
 
 
+@pytest.fixture(autouse=True)
+def fewer_resamples(monkeypatch):
+    """rliable's bootstrap with 200 resamples instead of 2000: the intervals these tests check are exact or wide."""
+    monkeypatch.setattr(run, "BOOTSTRAP_REPS", 200)
+
+
 def test_tidy_rows_pair_each_episode_with_the_latest_sps():
     scalars = {"charts/episodic_return": [(10, 1.0, 100.0), (30, 2.0, 101.5), (50, 3.0, 103.0)],
                "charts/SPS": [(20, 500.0, 101.0), (40, 700.0, 102.0)]}
@@ -73,6 +79,19 @@ def test_each_variant_is_compared_with_the_first_on_both_metrics(tmp_path):
     assert training["mean"] == pytest.approx(1250.0) and training["mean_reference"] == pytest.approx(250.0)
     assert evaluation["metric"] == "deterministic evaluation" and evaluation["p_improvement"] == pytest.approx(0.5)
     assert evaluation["verdict"] == "level"
+
+
+def test_a_row_with_one_seed_a_side_is_compared_and_says_it_cannot_separate_them(tmp_path):
+    pytest.importorskip("rliable")
+    # the Atari rows' shape: one seed a side, training metric only (no eval.csv)
+    jobs = run.jobs_of([run.Entry("ppo_atari.py", "BreakoutNoFrameskip-v4", 100, (1,), sb3=True)])
+    for job in jobs:
+        finish(tmp_path, job, [20.0 if job.sb3 else 30.0] * 100)
+    (row,) = run.compare(tmp_path, jobs)
+    assert (row["runner"], row["reference"], row["seeds"]) == ("ppo_atari.py", "sb3-ppo_atari.py", 1)
+    assert row["metric"] == "last 100 training episodes" and row["mean"] == 30.0 and row["mean_reference"] == 20.0
+    assert row["verdict"] == "too few seeds"
+    assert run.aggregates([row]) == []  # below MIN_SEEDS: no per-algorithm aggregate
 
 
 def test_the_per_algorithm_probability_averages_its_envs_with_enough_seeds(tmp_path):
@@ -193,6 +212,7 @@ def test_an_sb3_run_cut_short_before_its_first_checkpoint_starts_over_with_a_cle
     assert [step for step, _ in read_scalars(tmp_path / "tb")["charts/episodic_return"]] == [200, 400, 600]
 
 
+@pytest.mark.slow
 def test_update_speed_records_each_matrix_product_of_a_ddpg_update(restores_the_products_route):
     # An update with the actor step (Pendulum's sizes: 3 observations, 1 action): 15 products forward, five passes
     # through three layers (the target actor and critic, the critic, the actor, the critic on the actor's
@@ -276,3 +296,21 @@ def test_a_run_of_a_script_cut_short_goes_on_from_its_last_state(tmp_path, monke
     assert none == [] and " ".join(fresh[-4:]) == f"--checkpoint-every {run.CHECKPOINT_EVERY} --torch-threads 1"
     # every script that has --resume is resumed by the runner
     assert set(run.RESUMABLE) == {p.name for p in run.REPO.glob("*.py") if "resume: str | None" in p.read_text()}
+
+
+def test_doc_tables_rewrite_only_the_marked_tables_from_the_runs(tmp_path):
+    from benchmark import doc_tables
+
+    summary = [{"runner": runner, "env_id": "CartPole-v1", "budget": "500000", "seeds": seeds, "mean_return": mean,
+                "std_return": std} for runner, seeds, mean, std in (("dqn.py", "1 2 3", "470.0", "22.8"),
+                                                                    ("sb3-dqn.py", "1", "9.5", "0.0"))]
+    table = doc_tables.all_rows(summary)
+    assert table.splitlines()[2] == ("| `dqn.py` | CartPole-v1 | 500k | 470.0 +- 22.8 (3 seeds) | 488.7 (CleanRL "
+                                     "`dqn.py`) | 9.5 (1 seed) |")
+    comparison = {"runner": "dqn.py", "env_id": "CartPole-v1", "metric": "last 100 training episodes", "seeds": 1,
+                  "mean": 470.0, "mean_reference": 9.5, "p_improvement": 1.0, "p_improvement_ci": (1.0, 1.0),
+                  "verdict": "too few seeds"}
+    row = doc_tables.script_rows(summary, [comparison], "dqn.py").splitlines()[2]
+    assert row.endswith("| last 100 training episodes | 1 | 470.0 (9.5) | 1.00 [1.00, 1.00] | too few seeds |")
+    document = "text\n<!-- results: all -->\nold\n<!-- /results -->\nmore\n<!-- results: a2c.py -->\nkept\n<!-- /results -->\n"
+    assert doc_tables.rewrite(document, {"all": "new"}) == document.replace("old", "new")

@@ -227,7 +227,8 @@ def states(tmp_path_factory) -> dict:
     return states
 
 
-@pytest.mark.parametrize("script", SCRIPTS)
+@pytest.mark.parametrize("script", [script if script == "ppo.py" else pytest.param(script, marks=pytest.mark.slow)
+                                    for script in SCRIPTS])  # one script in the quick tier, every script in the suite
 def test_a_state_that_cannot_be_resumed_gets_one_line_and_writes_nothing(tmp_path, script, states):
     for name in ("done", "elsewhere"):
         (tmp_path / name).mkdir()
