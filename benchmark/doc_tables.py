@@ -17,8 +17,8 @@ from pathlib import Path
 
 import tyro
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import run  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmark import run  # noqa: E402
 
 # The published figure each row is read beside: CleanRL's published means of the same metric (Atari at 10M steps,
 # this benchmark runs 1M), and rl-baselines3-zoo's A2C results (another metric: one agent, evaluated).
@@ -57,16 +57,22 @@ def mean_std(row: dict | None) -> str:
     return f"{float(row['mean_return']):.1f} +- {float(row['std_return']):.1f} ({n} seeds)"
 
 
+def cells(by_key: dict, script: str, env_id: str) -> tuple[str, str, str, str]:
+    """One row's budget, ours, stable-baselines3's and the published figure, as table cells."""
+    ours = by_key[(script, env_id)]
+    return (budget(ours["budget"]), mean_std(ours), mean_std(by_key.get(("sb3-" + script, env_id))),
+            PUBLISHED.get((script, env_id), "none quoted"))
+
+
 def all_rows(summary: list) -> str:
     """README.md's table: every row of ours, the published figure, stable-baselines3 on the same config."""
     by_key = {(r["runner"], r["env_id"]): r for r in summary}
     lines = ["| script | env | budget | ours | published | stable-baselines3 here |", "|---|---|---|---|---|---|"]
     for script in dict.fromkeys(script for script, _ in PUBLISHED):
-        for (runner, env_id), row in by_key.items():
+        for runner, env_id in by_key:
             if runner == script:
-                lines.append(f"| `{script}` | {env_id} | {budget(row['budget'])} | {mean_std(row)} | "
-                             f"{PUBLISHED.get((script, env_id), 'none quoted')} | "
-                             f"{mean_std(by_key.get(('sb3-' + script, env_id)))} |")
+                steps, ours, sb3, published = cells(by_key, script, env_id)
+                lines.append(f"| `{script}` | {env_id} | {steps} | {ours} | {published} | {sb3} |")
     return "\n".join(lines)
 
 
@@ -77,11 +83,10 @@ def script_rows(summary: list, comparisons: list, script: str) -> str:
     ci = lambda interval: f"[{interval[0]:.2f}, {interval[1]:.2f}]"  # noqa: E731
     lines = ["| env | budget | ours | stable-baselines3 | published | metric | seeds a side | mean, ours (SB3) | "
              "P(ours > SB3) [95% CI] | verdict |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for (runner, env_id), row in by_key.items():
+    for runner, env_id in by_key:
         if runner != script:
             continue
-        first = (f"| {env_id} | {budget(row['budget'])} | {mean_std(row)} | "
-                 f"{mean_std(by_key.get(('sb3-' + script, env_id)))} | {PUBLISHED.get((script, env_id), 'none quoted')}")
+        first = "| " + " | ".join((env_id, *cells(by_key, script, env_id)))
         compared = [c for c in comparisons if c["runner"] == script and c["env_id"] == env_id]
         if not compared:
             lines.append(f"{first} | | | | | |")

@@ -15,7 +15,7 @@ import tyro
 from tests.helpers import REPO
 
 DOCUMENTS = sorted([REPO / "README.md", REPO / "benchmark" / "README.md", *(REPO / "docs").glob("*.md")])
-SCRIPTS = ("ppo.py", "dqn.py", "a2c.py", "ddpg_continuous.py", "ppo_atari.py")
+SCRIPTS = tuple(sorted(path.name for path in REPO.glob("*.py")))  # the algorithm files, at the top of the repository
 COMMAND = re.compile(r"(?:python|uv run|torchrun[^\n`]*?) ((?:benchmark/|tests/)?\w+\.py)((?: [^;&|`#\n]*)?)")
 LINK = re.compile(r"!?\[([^\]]*)\]\(([^)\s]+)\)")
 
